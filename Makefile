@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.env:
+	@echo "AUTH_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
+	@echo "created .env with a random AUTH_SECRET (keep it out of git)"
+
+run: $(STAMP) .env
+	@echo ""
+	@echo "chatrelay on http://127.0.0.1:8000 (SQLite ./chatrelay.db, offline model). In another shell:"
+	@echo '  TOKEN=$$($(BIN)/chatrelay token alice)'
+	@echo '  curl -N -H "Authorization: Bearer $$TOKEN" -H "Accept: text/event-stream" \'
+	@echo '       -H "Content-Type: application/json" -d '"'"'{"message":"Hello there"}'"'"' \'
+	@echo '       http://127.0.0.1:8000/api/alice/chat'
+	@echo '  (drop the Accept header for one JSON reply)'
+	@echo ""
+	$(BIN)/chatrelay serve
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/python -m pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache chatrelay.db chatrelay.db-*

@@ -1,0 +1,3 @@
+"""chatrelay: a streaming-first, ChatKit-compatible chat server."""
+
+__version__ = "0.1.0"

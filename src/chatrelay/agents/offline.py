@@ -1,0 +1,312 @@
+"""The `offline` model: a deterministic Agents SDK `Model` that needs no network or API key.
+
+It answers any message with a fixed sentence that repeats the user's words, streamed one word
+per delta, so a 200-word message gives about 200 deltas (the benchmarks rely on this). It can
+also issue function tool calls: a `CommandRecognizer` maps a user message to a call of one of
+the tools the agent offers, and once the tool's output comes back the model confirms it in text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agents import Model, ModelResponse, ModelSettings, ModelTracing, Tool, Usage
+from agents.agent_output import AgentOutputSchemaBase
+from agents.handoffs import Handoff
+from agents.items import TResponseInputItem, TResponseStreamEvent
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseUsage,
+)
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
+
+OFFLINE_MODEL_NAME = "offline"
+REPLY_PREFIX = "This is chatrelay's offline model. You said:"
+
+
+@dataclass(frozen=True)
+class ToolCallIntent:
+    """A tool call the offline model decided to make."""
+
+    tool_name: str
+    arguments: dict[str, Any]
+
+
+CommandRecognizer = Callable[[str], ToolCallIntent | None]
+"""Maps the user's latest message to a tool call, or None when it is not a command."""
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _text_of(item: TResponseInputItem) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _count_tokens(input: str | list[TResponseInputItem]) -> int:
+    """A deterministic stand-in for a tokenizer: whitespace-separated words."""
+    if isinstance(input, str):
+        return len(_words(input))
+    return sum(len(_words(_text_of(item))) for item in input)
+
+
+def _usage(input_tokens: int, output_tokens: int) -> ResponseUsage:
+    return ResponseUsage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+    )
+
+
+def _response(output: list[Any], usage: ResponseUsage | None, status: str) -> Response:
+    return Response(
+        id=_new_id("resp"),
+        created_at=0,
+        model=OFFLINE_MODEL_NAME,
+        object="response",
+        output=output,
+        tool_choice="auto",
+        tools=[],
+        parallel_tool_calls=False,
+        status=status,  # type: ignore[arg-type]
+        usage=usage,
+    )
+
+
+class OfflineModel(Model):
+    """Deterministic replies and, through recognizers, deterministic tool calls."""
+
+    def __init__(
+        self,
+        recognizers: Sequence[CommandRecognizer] = (),
+        *,
+        delay_seconds: float = 0.0,
+    ) -> None:
+        self._recognizers = tuple(recognizers)
+        self._delay = delay_seconds
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        final: Response | None = None
+        async for event in self.stream_response(
+            system_instructions,
+            input,
+            model_settings,
+            tools,
+            output_schema,
+            handoffs,
+            tracing,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            prompt=prompt,
+        ):
+            if isinstance(event, ResponseCompletedEvent):
+                final = event.response
+        assert final is not None and final.usage is not None
+        usage = Usage(
+            requests=1,
+            input_tokens=final.usage.input_tokens,
+            output_tokens=final.usage.output_tokens,
+            total_tokens=final.usage.total_tokens,
+        )
+        return ModelResponse(output=final.output, usage=usage, response_id=final.id)
+
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        items: list[TResponseInputItem] = (
+            [{"role": "user", "content": input}] if isinstance(input, str) else input
+        )
+        input_tokens = _count_tokens(input)
+        yield ResponseCreatedEvent(
+            type="response.created",
+            response=_response([], None, "in_progress"),
+            sequence_number=0,
+        )
+        intent = self._intent(items, tools)
+        if intent is not None:
+            async for event in self._stream_tool_call(intent, input_tokens):
+                yield event
+            return
+        async for event in self._stream_text(self._reply(items), input_tokens):
+            yield event
+
+    def _intent(self, items: list[TResponseInputItem], tools: list[Tool]) -> ToolCallIntent | None:
+        last = items[-1] if items else None
+        if last is None or last.get("role") != "user":
+            return None  # after a tool's output, answer in text
+        offered = {tool.name for tool in tools}
+        text = _text_of(last)
+        for recognize in self._recognizers:
+            intent = recognize(text)
+            if intent is not None and intent.tool_name in offered:
+                return intent
+        return None
+
+    @staticmethod
+    def _reply(items: list[TResponseInputItem]) -> str:
+        last = items[-1] if items else None
+        if last is not None and last.get("type") == "function_call_output":
+            return f"Done. The tool answered: {last.get('output')}"
+        user_text = next(
+            (_text_of(item) for item in reversed(items) if item.get("role") == "user"), ""
+        )
+        return f"{REPLY_PREFIX} {user_text}"
+
+    async def _stream_text(
+        self, text: str, input_tokens: int
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        item_id = _new_id("msg")
+        deltas = [word + " " for word in _words(text)]
+        if deltas:
+            deltas[-1] = deltas[-1].rstrip()
+        full_text = "".join(deltas)
+        seq = 1
+        empty = ResponseOutputMessage(
+            id=item_id, content=[], role="assistant", status="in_progress", type="message"
+        )
+        yield ResponseOutputItemAddedEvent(
+            type="response.output_item.added", item=empty, output_index=0, sequence_number=seq
+        )
+        part = ResponseOutputText(text="", annotations=[], type="output_text", logprobs=[])
+        seq += 1
+        yield ResponseContentPartAddedEvent(
+            type="response.content_part.added",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            part=part,
+            sequence_number=seq,
+        )
+        for delta in deltas:
+            seq += 1
+            yield ResponseTextDeltaEvent(
+                type="response.output_text.delta",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+                sequence_number=seq,
+            )
+            await asyncio.sleep(self._delay)  # a real model yields to the loop between tokens
+        done_part = part.model_copy(update={"text": full_text})
+        message = empty.model_copy(update={"content": [done_part], "status": "completed"})
+        for event in (
+            ResponseTextDoneEvent(
+                type="response.output_text.done",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                text=full_text,
+                logprobs=[],
+                sequence_number=seq + 1,
+            ),
+            ResponseContentPartDoneEvent(
+                type="response.content_part.done",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                part=done_part,
+                sequence_number=seq + 2,
+            ),
+            ResponseOutputItemDoneEvent(
+                type="response.output_item.done",
+                item=message,
+                output_index=0,
+                sequence_number=seq + 3,
+            ),
+        ):
+            yield event
+        yield ResponseCompletedEvent(
+            type="response.completed",
+            response=_response([message], _usage(input_tokens, len(deltas)), "completed"),
+            sequence_number=seq + 4,
+        )
+
+    async def _stream_tool_call(
+        self, intent: ToolCallIntent, input_tokens: int
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        arguments = json.dumps(intent.arguments)
+        call = ResponseFunctionToolCall(
+            id=_new_id("fc"),
+            call_id=_new_id("call"),
+            name=intent.tool_name,
+            arguments=arguments,
+            type="function_call",
+            status="completed",
+        )
+        yield ResponseOutputItemAddedEvent(
+            type="response.output_item.added",
+            item=call.model_copy(update={"arguments": "", "status": "in_progress"}),
+            output_index=0,
+            sequence_number=1,
+        )
+        yield ResponseFunctionCallArgumentsDeltaEvent(
+            type="response.function_call_arguments.delta",
+            item_id=call.id or "",
+            output_index=0,
+            delta=arguments,
+            sequence_number=2,
+        )
+        yield ResponseOutputItemDoneEvent(
+            type="response.output_item.done", item=call, output_index=0, sequence_number=3
+        )
+        yield ResponseCompletedEvent(
+            type="response.completed",
+            response=_response([call], _usage(input_tokens, len(_words(arguments))), "completed"),
+            sequence_number=4,
+        )

@@ -1,0 +1,88 @@
+"""`chatrelay serve | token | migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from chatrelay.config import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.reload:
+        # The reloader imports the app in a child process: it builds its own Settings.
+        uvicorn.run(
+            "chatrelay.server.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            reload=True,
+        )
+        return 0
+    from chatrelay.server import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from chatrelay.server.auth import mint_token
+
+    if not settings.auth_secret:
+        print(
+            "AUTH_SECRET is not set: a token minted now would not verify against a server. "
+            "Set AUTH_SECRET (or BETTER_AUTH_SECRET), e.g. in .env.",
+            file=sys.stderr,
+        )
+        return 2
+    print(mint_token(settings, args.user, args.ttl))
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from chatrelay.store import create_engine, upgrade
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"database at head: {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatrelay", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve.set_defaults(handler=_serve)
+    token = commands.add_parser("token", help="mint a development JWT for USER")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+    migrate = commands.add_parser("migrate", help="bring the database schema to the latest version")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.handler(args, Settings()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

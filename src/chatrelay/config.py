@@ -1,0 +1,78 @@
+"""Settings, read once from the environment (and `.env`) and passed to `create_app()`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import cached_property
+from typing import Annotated, Literal, Self
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+logger = logging.getLogger("chatrelay")
+
+MIN_PRODUCTION_SECRET_BYTES = 32
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Field names map to upper-case env vars."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./chatrelay.db"
+    auth_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("AUTH_SECRET", "BETTER_AUTH_SECRET")
+    )
+    """HS256 secret shared with whoever mints tokens (e.g. a Better Auth frontend)."""
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    model: str = "offline"
+    """`offline` for the deterministic built-in model, else a model name for the OpenAI provider."""
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_api: Literal["responses", "chat_completions"] = "responses"
+    """Which OpenAI API to call: `chat_completions` for servers (vLLM, Ollama) without Responses."""
+    history_limit: int = Field(default=50, ge=1, le=10_000)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_timeout_seconds: float = Field(default=300.0, gt=0)
+    """A turn (all model calls and tools) is cancelled and finalized after this long."""
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    tracing: bool = False
+    """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production_secret(self) -> Self:
+        if self.env == "production":
+            if not self.auth_secret:
+                raise ValueError("AUTH_SECRET is required when ENV=production")
+            if len(self.auth_secret.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+                raise ValueError(
+                    f"AUTH_SECRET needs {MIN_PRODUCTION_SECRET_BYTES}+ bytes in production"
+                )
+        return self
+
+    @cached_property
+    def jwt_secret(self) -> str:
+        """The configured secret or, in development, a random one (tokens die with the process)."""
+        if self.auth_secret:
+            return self.auth_secret
+        logger.warning(
+            "AUTH_SECRET is not set: using a random secret for this process; "
+            "tokens minted elsewhere will not verify"
+        )
+        return secrets.token_urlsafe(48)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,24 @@
+"""What the app builds in its lifespan and every request reads (no module-level singletons)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents import Agent, ModelProvider, RunConfig
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from chatrelay.agents import TurnContext
+from chatrelay.config import Settings
+from chatrelay.server.turns import TurnRegistry
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    provider: ModelProvider
+    agent: Agent[TurnContext]
+    run_config: RunConfig
+    turns: TurnRegistry

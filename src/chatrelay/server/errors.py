@@ -1,0 +1,83 @@
+"""A small typed error hierarchy, mapped to JSON once (compare polar's exceptions.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatrelay.server.middleware import current_request_id
+
+logger = logging.getLogger("chatrelay.server")
+
+
+class ChatrelayError(Exception):
+    """Base of every error that becomes an HTTP response."""
+
+    status_code = 500
+    headers: Mapping[str, str] = {}
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if headers is not None:
+            self.headers = headers
+
+
+class Unauthorized(ChatrelayError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ChatrelayError):
+    status_code = 403
+
+
+class NotFound(ChatrelayError):
+    status_code = 404
+
+
+class NotAcceptable(ChatrelayError):
+    status_code = 406
+
+
+class ServerFault(ChatrelayError):
+    """A 5xx: the body carries the correlation id that is also in the logs."""
+
+    status_code = 500
+
+
+class ServiceUnavailable(ServerFault):
+    status_code = 503
+
+
+def _server_fault_body(detail: str) -> dict[str, str]:
+    return {"detail": detail, "correlation_id": current_request_id()}
+
+
+async def _chatrelay_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChatrelayError)
+    body: dict[str, str] = (
+        _server_fault_body(exc.detail) if isinstance(exc, ServerFault) else {"detail": exc.detail}
+    )
+    return JSONResponse(body, status_code=exc.status_code, headers=dict(exc.headers))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error (correlation_id=%s)", current_request_id(), exc_info=exc)
+    return JSONResponse(_server_fault_body("internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ChatrelayError, _chatrelay_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    # FastAPI's own 422 handler already answers {"detail": [field errors]}.

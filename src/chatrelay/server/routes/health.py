@@ -1,0 +1,33 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from chatrelay.server.deps import Context
+from chatrelay.store import ping
+
+logger = logging.getLogger("chatrelay.server")
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    responses={503: {"description": "The database is unreachable"}},
+)
+async def readyz(context: Context) -> JSONResponse:
+    try:
+        await ping(context.engine)
+    except Exception as exc:  # any driver error means "not ready"
+        logger.warning("readiness check failed: %s", exc)
+        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,314 @@
+"""A turn runs in its own task, apart from the HTTP request that started it.
+
+The request only reads the turn's events (SSE) or awaits its outcome (JSON). A client that
+disconnects stops reading; the turn still runs to the end and is committed, so a reload shows
+it. The turn is cancelled only by its timeout or by shutdown (`TurnRegistry.shutdown`), and
+then its run is cancelled too (`run_agent` calls `result.cancel()`). Either way the finalizer
+runs in `finally`, shielded from cancellation, and writes the user and assistant messages in
+one transaction - or nothing, when the model failed before producing any output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import anyio
+import openai
+from agents import Agent, RunConfig
+from agents.exceptions import AgentsException
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from chatrelay.agents import (
+    RunTrace,
+    TextDelta,
+    ToolCalled,
+    ToolReturned,
+    TurnContext,
+    UsageTotals,
+    run_agent,
+)
+from chatrelay.schemas import chatkit as ck
+from chatrelay.server.sse import encode_event
+from chatrelay.store import Message, transaction
+from chatrelay.store.repositories import ConversationRepository, MessageRepository
+from chatrelay.store.tables import utcnow
+
+logger = logging.getLogger("chatrelay.turns")
+
+
+class Failure(Enum):
+    """Why a turn ended without a complete reply."""
+
+    MODEL = "the model is unavailable, please retry"
+    TIMEOUT = "the turn took too long and was stopped"
+    SHUTDOWN = "the server is shutting down, please retry"
+    STORAGE = "the reply could not be saved, please retry"
+    INTERNAL = "internal server error"
+
+
+@dataclass
+class TurnSpec:
+    """Everything a turn needs, resolved by the request before the turn starts."""
+
+    user_id: str
+    conversation_id: str
+    new_conversation: bool
+    conversation_created_at: datetime
+    user_text: str
+    history: list[dict[str, Any]]
+    request_id: str | None
+    metadata: dict[str, Any] | None
+    correlation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    started_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class TurnOutcome:
+    """The turn's reply as committed (or `failure` when it was not completed)."""
+
+    message_id: str
+    text: str
+    created_at: datetime
+    tool_calls: list[dict[str, Any]]
+    usage: UsageTotals
+    status: str
+    failure: Failure | None = None
+    committed: bool = False
+
+
+class Turn:
+    """One running turn: its published events (encoded once, shared by every reader)."""
+
+    def __init__(
+        self,
+        spec: TurnSpec,
+        *,
+        agent: Agent[TurnContext],
+        run_config: RunConfig,
+        sessions: async_sessionmaker[AsyncSession],
+        timeout_seconds: float,
+    ) -> None:
+        self.spec = spec
+        self._agent = agent
+        self._run_config = run_config
+        self._sessions = sessions
+        self._timeout = timeout_seconds
+        self._events: list[str] = []
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._text: list[str] = []
+        self._tool_calls: list[dict[str, Any]] = []
+        self._pending_calls: dict[str, dict[str, Any]] = {}
+        self._assistant_started = False
+        self._trace = RunTrace()
+        self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def events(self, after: int = -1) -> AsyncIterator[tuple[int, str]]:
+        """Yield `(sequence id, encoded event)` after `after`, then live ones until the end."""
+        index = after + 1
+        while True:
+            while index < len(self._events):
+                yield index, self._events[index]
+                index += 1
+            if self._closed:
+                return
+            changed = self._changed
+            await changed.wait()
+
+    def _publish(self, event: BaseModel) -> None:
+        self._events.append(encode_event(event))
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    # -- the task body -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        spec = self.spec
+        if spec.new_conversation:
+            self._publish(
+                ck.thread_created(spec.conversation_id, spec.conversation_created_at, None)
+            )
+        self._publish(
+            ck.user_message_done(
+                spec.user_message_id, spec.conversation_id, spec.started_at, spec.user_text
+            )
+        )
+        failure: Failure | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._run_model()
+        except asyncio.CancelledError:
+            failure = Failure.SHUTDOWN
+            raise
+        except TimeoutError:
+            failure = Failure.TIMEOUT
+            logger.warning("turn timed out (correlation_id=%s)", spec.correlation_id)
+        except (openai.APIError, AgentsException) as exc:
+            failure = Failure.MODEL
+            logger.warning("model failed: %s (correlation_id=%s)", exc, spec.correlation_id)
+        except Exception:
+            failure = Failure.INTERNAL
+            logger.exception("turn failed (correlation_id=%s)", spec.correlation_id)
+        finally:
+            # Code after this point may be reached through cancellation: shield the commit.
+            with anyio.CancelScope(shield=True):
+                await self._finalize(failure)
+
+    async def _run_model(self) -> None:
+        spec = self.spec
+        context = TurnContext(user_id=spec.user_id, conversation_id=spec.conversation_id)
+        items = [*spec.history, {"role": "user", "content": spec.user_text}]
+        async for event in run_agent(self._agent, items, context, self._run_config, self._trace):
+            match event:
+                case TextDelta(text=text):
+                    self._start_assistant_message()
+                    self._text.append(text)
+                    self._publish(ck.text_delta(spec.assistant_message_id, text))
+                case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
+                    record = {"tool_name": name, "parameters": parameters, "result": None}
+                    self._pending_calls[call_id] = record
+                    self._tool_calls.append(record)
+                case ToolReturned(call_id=call_id, result=result):
+                    if call_id in self._pending_calls:
+                        self._pending_calls.pop(call_id)["result"] = result
+
+    def _start_assistant_message(self) -> None:
+        if self._assistant_started:
+            return
+        self._assistant_started = True
+        item_id = self.spec.assistant_message_id
+        self._publish(ck.assistant_message_added(item_id, self.spec.conversation_id, utcnow()))
+        self._publish(ck.content_part_added(item_id))
+
+    # -- the finalizer -------------------------------------------------------------------
+
+    async def _finalize(self, failure: Failure | None) -> None:
+        spec = self.spec
+        text = "".join(self._text)
+        has_output = bool(self._text or self._tool_calls)
+        # Strictly after the user message, so history ordering never depends on ids.
+        created_at = max(utcnow(), spec.started_at + timedelta(microseconds=1))
+        outcome = TurnOutcome(
+            message_id=spec.assistant_message_id,
+            text=text,
+            created_at=created_at,
+            tool_calls=self._tool_calls,
+            usage=self._trace.usage,
+            status="completed" if failure is None else "incomplete",
+            failure=failure,
+        )
+        try:
+            if failure is None or has_output:
+                outcome.committed = await self._commit(outcome)
+                if not outcome.committed:
+                    outcome.failure = Failure.STORAGE
+            if outcome.committed:
+                self._start_assistant_message()
+                item_id = spec.assistant_message_id
+                self._publish(ck.content_part_done(item_id, text))
+                self._publish(
+                    ck.assistant_message_done(item_id, spec.conversation_id, created_at, text)
+                )
+            if outcome.failure is not None:
+                self._publish(
+                    ck.stream_error(
+                        f"{outcome.failure.value} (correlation id: {spec.correlation_id})"
+                    )
+                )
+        finally:
+            self._close()
+            self.outcome.set_result(outcome)
+
+    async def _commit(self, outcome: TurnOutcome) -> bool:
+        spec = self.spec
+        try:
+            async with transaction(self._sessions) as db:
+                if not await ConversationRepository(db, spec.user_id).touch(
+                    spec.conversation_id, outcome.created_at
+                ):
+                    logger.warning(
+                        "conversation %s vanished mid-turn; reply dropped (correlation_id=%s)",
+                        spec.conversation_id,
+                        spec.correlation_id,
+                    )
+                    return False
+                MessageRepository(db).add_all(self._messages(outcome))
+        except Exception:
+            logger.exception(
+                "could not commit turn of conversation %s (correlation_id=%s)",
+                spec.conversation_id,
+                spec.correlation_id,
+            )
+            return False
+        return True
+
+    def _messages(self, outcome: TurnOutcome) -> list[Message]:
+        spec = self.spec
+        user = Message(
+            id=spec.user_message_id,
+            conversation_id=spec.conversation_id,
+            role="user",
+            content=spec.user_text,
+            status="completed",
+            request_id=spec.request_id,
+            meta=spec.metadata,
+            created_at=spec.started_at,
+        )
+        assistant = Message(
+            id=outcome.message_id,
+            conversation_id=spec.conversation_id,
+            role="assistant",
+            content=outcome.text,
+            status=outcome.status,
+            tool_calls=outcome.tool_calls,
+            usage={
+                "input_tokens": outcome.usage.input_tokens,
+                "output_tokens": outcome.usage.output_tokens,
+                "total_tokens": outcome.usage.total_tokens,
+            },
+            request_id=spec.request_id,
+            created_at=outcome.created_at,
+        )
+        return [user, assistant]
+
+
+class TurnRegistry:
+    """Owns every running turn's task, so shutdown can wait for them (and none is orphaned)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, turn: Turn) -> None:
+        task = asyncio.create_task(turn.run(), name=f"turn:{turn.spec.conversation_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Let running turns finish within the grace period, then cancel (and finalize) the rest."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)

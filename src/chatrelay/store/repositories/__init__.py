@@ -1,0 +1,6 @@
+"""User-scoped data access, one module per aggregate."""
+
+from chatrelay.store.repositories.conversations import ConversationRepository
+from chatrelay.store.repositories.messages import MessageRepository
+
+__all__ = ["ConversationRepository", "MessageRepository"]

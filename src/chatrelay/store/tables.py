@@ -1,0 +1,68 @@
+"""SQLModel tables. These never leave the store: routes answer with `chatrelay.schemas` models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Timestamps are stored timezone-aware on Postgres; SQLite drops the zone, so readers
+# re-attach UTC (see `as_utc`).
+_TIMESTAMP = sa.DateTime(timezone=True)
+
+
+class Conversation(SQLModel, table=True):
+    """One chat thread, owned by one user."""
+
+    __tablename__ = "conversations"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(index=True, max_length=255)
+    title: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+    meta: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column("metadata", sa.JSON, nullable=False)
+    )
+
+
+class Message(SQLModel, table=True):
+    """One user or assistant message. A turn's two messages are always written together."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
+        sa.Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    conversation_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(64),
+            sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    role: str = Field(max_length=16)
+    content: str
+    status: str = Field(default="completed", max_length=16)
+    """`completed`, or `incomplete` when the model failed after partial output."""
+    tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    usage: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    request_id: str | None = Field(default=None, max_length=255)
+    meta: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", sa.JSON))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Give a timestamp read back from SQLite (which stores no zone) its UTC zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

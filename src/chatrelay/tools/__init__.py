@@ -1,0 +1,2 @@
+"""Tools the agent may call. The MCP todo tools arrive here; identity comes from
+`chatrelay.agents.TurnContext`, never from tool arguments."""

@@ -1,0 +1,135 @@
+"""Shared fixtures: one database per test (a SQLite file or a fresh Postgres schema), the app
+with its lifespan running, and an HTTP client. Every test using `app_factory` runs against
+both backends."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from agents import ModelProvider
+from fastapi import FastAPI
+
+from chatrelay.config import Settings
+from chatrelay.server import create_app
+from chatrelay.server.auth import mint_token
+from chatrelay.store import create_engine, upgrade
+
+POSTGRES_URL = os.environ.get(
+    "CHATRELAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET = "test-secret-" + "x" * 60  # 64+ bytes: pyjwt warns below that for HS512
+
+
+@pytest.fixture(autouse=True)
+def _no_network_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing reaches OpenAI: no key, no proxies, no tracing export."""
+    for name in ("OPENAI_API_KEY", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+
+
+@dataclass(frozen=True)
+class Database:
+    backend: str
+    url: str
+    schema: str | None
+
+
+async def _postgres_schema() -> tuple[str, Callable[[], Awaitable[None]]]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        await admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postgres is required under CI=true and is unreachable: {exc}")
+        pytest.skip(f"Postgres unreachable: {exc}")
+
+    async def drop() -> None:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+    return schema, drop
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'chatrelay.db'}", None)
+        return
+    schema, drop = await _postgres_schema()
+    engine = create_engine(POSTGRES_URL, schema=schema)
+    await upgrade(engine)
+    await engine.dispose()
+    try:
+        yield Database("postgres", POSTGRES_URL, schema)
+    finally:
+        await drop()
+
+
+def make_settings(database: Database, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database.url,
+        "auth_secret": TEST_SECRET,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+AppFactory = Callable[..., Awaitable[FastAPI]]
+
+
+@pytest.fixture
+async def app_factory(database: Database) -> AsyncIterator[AppFactory]:
+    """Start apps (lifespan included) on this test's database; all are shut down at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def start(provider: ModelProvider | None = None, **overrides: Any) -> FastAPI:
+            app = create_app(
+                make_settings(database, **overrides),
+                provider=provider,
+                database_schema=database.schema,
+            )
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            return app
+
+        yield start
+
+
+@pytest.fixture
+async def app(app_factory: AppFactory) -> FastAPI:
+    return await app_factory()
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http
+
+
+def token_for(user_id: str, **overrides: Any) -> str:
+    settings = Settings(auth_secret=TEST_SECRET, _env_file=None, **overrides)  # type: ignore[call-arg]
+    return mint_token(settings, user_id)
+
+
+def auth(user_id: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user_id)}"}
