@@ -4,19 +4,20 @@ The request only reads the turn's events (SSE) or awaits its outcome (JSON). A c
 disconnects stops reading; the turn still runs to the end and is committed, so a reload shows
 it. The turn is cancelled only by its timeout or by shutdown (`TurnRegistry.shutdown`), and
 then its run is cancelled too (`run_agent` calls `result.cancel()`). Either way the finalizer
-runs in `finally`, shielded from cancellation, and writes the user and assistant messages in
-one transaction - or nothing, when the model failed before producing any output.
+runs in `finally`, shielded from cancellation (`complete_despite_cancellation`), and writes
+the user and assistant messages in one transaction - or nothing, when the model failed before
+producing any output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import openai
@@ -42,6 +43,30 @@ from chatrelay.store.repositories import ConversationRepository, MessageReposito
 from chatrelay.store.tables import utcnow
 
 logger = logging.getLogger("chatrelay.turns")
+
+
+T = TypeVar("T")
+
+
+async def complete_despite_cancellation(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if we are cancelled meanwhile, then re-raise the cancellation.
+
+    `anyio.CancelScope(shield=True)` alone is not enough: it shields from anyio cancel scopes
+    (sse-starlette's task group) but not from a plain `Task.cancel()` (shutdown, a second
+    timeout), which would abort the commit halfway. So the work runs in its own task that the
+    caller only awaits through `asyncio.shield`, waiting again after every cancellation.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
 
 
 class Failure(Enum):
@@ -166,9 +191,8 @@ class Turn:
             failure = Failure.INTERNAL
             logger.exception("turn failed (correlation_id=%s)", spec.correlation_id)
         finally:
-            # Code after this point may be reached through cancellation: shield the commit.
-            with anyio.CancelScope(shield=True):
-                await self._finalize(failure)
+            # Reached through cancellation too: the finalizer must run to its end.
+            await complete_despite_cancellation(self._finalize(failure))
 
     async def _run_model(self) -> None:
         spec = self.spec
