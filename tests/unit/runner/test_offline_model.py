@@ -1,0 +1,87 @@
+"""The offline model is a real `agents.Model`: driven through `Runner.run_streamed` here."""
+
+from __future__ import annotations
+
+from agents import Agent, RunConfig, function_tool
+
+from chatrelay.agents import (
+    OfflineModel,
+    RunTrace,
+    TextDelta,
+    ToolCalled,
+    ToolCallIntent,
+    ToolReturned,
+    TurnContext,
+    run_agent,
+)
+from chatrelay.agents.offline import REPLY_PREFIX
+
+
+async def run(model: OfflineModel, text: str, tools: list = []) -> tuple[list, RunTrace]:  # noqa: B006
+    agent = Agent[TurnContext](name="t", instructions="x", model=model, tools=tools)
+    trace = RunTrace()
+    events = [
+        event
+        async for event in run_agent(
+            agent,
+            [{"role": "user", "content": text}],
+            TurnContext("alice", "thr_1"),
+            RunConfig(tracing_disabled=True),
+            trace,
+        )
+    ]
+    return events, trace
+
+
+async def test_reply_repeats_the_message_one_word_per_delta() -> None:
+    events, trace = await run(OfflineModel(), "the quick  brown fox")
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(deltas) == f"{REPLY_PREFIX} the quick brown fox"
+    assert len(deltas) == len(REPLY_PREFIX.split()) + 4
+    assert trace.usage.input_tokens == 4
+    assert trace.usage.output_tokens == len(deltas)
+    assert trace.usage.total_tokens == 4 + len(deltas)
+
+
+async def test_reply_is_deterministic() -> None:
+    first, _ = await run(OfflineModel(), "same words")
+    second, _ = await run(OfflineModel(), "same words")
+    assert first == second
+
+
+async def test_a_recognised_command_becomes_a_tool_call_then_a_confirmation() -> None:
+    seen: list[str] = []
+
+    @function_tool
+    def add_task(title: str) -> str:
+        """Add a task."""
+        seen.append(title)
+        return f"added {title!r}"
+
+    def recognise(text: str) -> ToolCallIntent | None:
+        prefix = "add task "
+        return (
+            ToolCallIntent("add_task", {"title": text[len(prefix) :]})
+            if text.startswith(prefix)
+            else None
+        )
+
+    events, trace = await run(OfflineModel([recognise]), "add task buy milk", [add_task])
+
+    assert seen == ["buy milk"]
+    called = [e for e in events if isinstance(e, ToolCalled)]
+    returned = [e for e in events if isinstance(e, ToolReturned)]
+    assert [(c.tool_name, c.parameters) for c in called] == [("add_task", {"title": "buy milk"})]
+    assert [r.call_id for r in returned] == [called[0].call_id]
+    assert returned[0].result == "added 'buy milk'"
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "Done. The tool answered: added 'buy milk'"
+    assert trace.usage.input_tokens > 0
+
+
+async def test_a_command_for_a_tool_not_offered_is_plain_text() -> None:
+    def recognise(text: str) -> ToolCallIntent | None:
+        return ToolCallIntent("delete_everything", {})
+
+    events, _ = await run(OfflineModel([recognise]), "delete everything")
+    assert not any(isinstance(e, ToolCalled) for e in events)
