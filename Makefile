@@ -30,6 +30,7 @@ run: $(STAMP) .env
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 format: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import httpx
 from agents import (
@@ -56,7 +57,8 @@ class ChatrelayModelProvider(ModelProvider):
             self._client = AsyncOpenAI(
                 api_key=api_key,
                 base_url=settings.openai_base_url,
-                http_client=self._http_client,
+                # openai 3 types this as httpx2's client but accepts httpx's at run time.
+                http_client=cast(Any, self._http_client),
                 max_retries=0,  # a retry is the user's call (ChatKit's allow_retry), not ours
             )
         return self._client

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path
@@ -36,7 +37,7 @@ def new_id(prefix: str) -> str:
 @dataclass
 class ResolvedConversation:
     conversation_id: str
-    created_at: Any
+    created_at: datetime
     is_new: bool
     history: list[dict[str, Any]]
 
@@ -60,12 +61,12 @@ async def resolve_conversation(
                 new_id("thr"), created_at=utcnow(), metadata=request.metadata
             )
             return ResolvedConversation(conversation.id, conversation.created_at, True, [])
-        conversation = await conversations.get(request.conversation_id)
-        if conversation is None:
+        existing = await conversations.get(request.conversation_id)
+        if existing is None:
             raise NotFound(CONVERSATION_NOT_FOUND)
-        recent = await MessageRepository(db).recent(conversation.id, context.settings.history_limit)
+        recent = await MessageRepository(db).recent(existing.id, context.settings.history_limit)
         return ResolvedConversation(
-            conversation.id, as_utc(conversation.created_at), False, history_items(recent)
+            existing.id, as_utc(existing.created_at), False, history_items(recent)
         )
 
 
