@@ -1,0 +1,88 @@
+"""The floor: the least a FastAPI + sse-starlette server can do to stream a ChatKit reply.
+
+Same JWT check as chatrelay (HS256 allow-list, `sub` and `exp` required, `sub` must equal the
+path's user id) and the same SSE framing (an `id:` per event, same headers and ping), but no
+model, no agent runner, no database: it streams `FLOOR_EVENTS` `thread.item.updated` text-delta
+events whose JSON was serialised once, at import. Run it with
+`uvicorn bench.floor_app:app` and `AUTH_SECRET` / `FLOOR_EVENTS` in the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import jwt
+from fastapi import Body, FastAPI, Header, HTTPException, Path
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+SECRET = os.environ["AUTH_SECRET"]
+EVENT_COUNT = int(os.environ.get("FLOOR_EVENTS", "513"))
+ALGORITHMS = ["HS256"]
+ITEM_ID = "msg_" + "0" * 32  # the length of chatrelay's `msg_<uuid4 hex>` ids
+
+
+def text_delta_event(delta: str) -> str:
+    """A ChatKit `thread.item.updated` event carrying one assistant text delta, as JSON."""
+    update = {
+        "type": "assistant_message.content_part.text_delta",
+        "content_index": 0,
+        "delta": delta,
+    }
+    event = {"type": "thread.item.updated", "item_id": ITEM_ID, "update": update}
+    return json.dumps(event, separators=(",", ":"))
+
+
+# Deltas shaped like the offline model's: one word and a trailing space ("w17 ").
+EVENTS: tuple[str, ...] = tuple(text_delta_event(f"w{i} ") for i in range(EVENT_COUNT))
+
+
+class ChatBody(BaseModel):
+    message: str = Field(min_length=1, max_length=10_000)
+
+
+def authenticate(authorization: str | None, user_id: str) -> str:
+    unauthorized = HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized
+    try:
+        claims = jwt.decode(
+            token.strip(), SECRET, algorithms=ALGORITHMS, options={"require": ["sub", "exp"]}
+        )
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized from exc
+    if claims.get("sub") != user_id:
+        raise HTTPException(403, "the token does not belong to this user")
+    return user_id
+
+
+async def frames() -> AsyncIterator[ServerSentEvent]:
+    for sequence, data in enumerate(EVENTS):
+        yield ServerSentEvent(data=data, id=str(sequence))
+
+
+app = FastAPI(title="chatrelay bench floor")
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/api/{user_id}/chat")
+async def chat(
+    user_id: Annotated[str, Path(min_length=1, max_length=255)],
+    body: Annotated[ChatBody, Body()],
+    authorization: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    authenticate(authorization, user_id)
+    return EventSourceResponse(
+        frames(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=15,
+        send_timeout=30,
+    )
