@@ -62,6 +62,15 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_model_credentials(self) -> Self:
+        # Fail at start-up, not on the first user's turn.
+        if self.model != "offline" and not (self.openai_api_key or self.openai_base_url):
+            raise ValueError(
+                f"MODEL={self.model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
+            )
+        return self
+
     @cached_property
     def jwt_secret(self) -> str:
         """The configured secret or, in development, a random one (tokens die with the process)."""

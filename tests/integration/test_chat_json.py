@@ -9,6 +9,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
+from chatrelay.store.tables import as_utc
 from tests.conftest import TEST_SECRET, auth, token_for
 from tests.integration.helpers import stored_conversations, stored_messages
 
@@ -49,6 +50,8 @@ async def test_json_reply_has_the_documented_shape(client: httpx.AsyncClient, ap
 
     stored = await stored_messages(app, body["conversation_id"])
     assert [m.role for m in stored] == ["user", "assistant"]
+    (conversation,) = await stored_conversations(app)
+    assert as_utc(conversation.updated_at) == as_utc(stored[1].created_at)
     assert stored[1].id == body["message_id"]
     assert stored[0].request_id == "r-1"
     assert stored[1].usage == body["usage"]

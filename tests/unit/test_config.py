@@ -56,5 +56,13 @@ def test_production_refuses_a_missing_or_short_secret(
         settings(env="production", auth_secret=secret)
 
 
+def test_a_remote_model_needs_a_key_or_a_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValidationError, match="OPENAI_API_KEY"):
+        settings(model="gpt-4o-mini")
+    assert settings(model="gpt-4o-mini", openai_api_key="sk-x").model == "gpt-4o-mini"
+    assert settings(model="llama3", openai_base_url="http://127.0.0.1:11434/v1").model == "llama3"
+
+
 def test_production_accepts_a_32_byte_secret() -> None:
     assert settings(env="production", auth_secret="s" * 32).jwt_secret == "s" * 32
