@@ -55,3 +55,17 @@ def validate_chatkit(frames: list[Frame]) -> None:
 def kinds(frames: list[Frame]) -> list[str]:
     """`thread.item.updated` frames are named by their update type, for readable asserts."""
     return [frame.update_type or frame.type for frame in frames]
+
+
+def turn_kinds(deltas: int, *, new_thread: bool = True, error: bool = False) -> list[str]:
+    """The `kinds()` of a turn that streamed `deltas` text deltas: ChatKit's order."""
+    return [
+        *(["thread.created"] if new_thread else []),
+        "thread.item.done",
+        "thread.item.added",
+        "assistant_message.content_part.added",
+        *["assistant_message.content_part.text_delta"] * deltas,
+        "assistant_message.content_part.done",
+        "thread.item.done",
+        *(["error"] if error else []),
+    ]

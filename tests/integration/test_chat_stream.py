@@ -7,17 +7,9 @@ from fastapi import FastAPI
 
 from tests.conftest import auth
 from tests.integration.helpers import SSE, stored_messages
-from tests.sse import kinds, parse_sse, validate_chatkit
+from tests.sse import kinds, parse_sse, turn_kinds, validate_chatkit
 
-PLAIN_TURN_NEW = [
-    "thread.created",
-    "thread.item.done",
-    "thread.item.added",
-    "assistant_message.content_part.added",
-    *["assistant_message.content_part.text_delta"] * 9,
-    "assistant_message.content_part.done",
-    "thread.item.done",
-]
+PLAIN_TURN_NEW = turn_kinds(9)
 
 
 async def test_new_conversation_streams_chatkit_events_in_order(

@@ -14,7 +14,7 @@ from chatrelay.agents import ChatrelayModelProvider
 from chatrelay.server.turns import Failure
 from tests.conftest import AppFactory, Database, auth, client_for, make_settings
 from tests.integration.helpers import SSE, stored_messages
-from tests.sse import Frame, kinds, parse_sse, validate_chatkit
+from tests.sse import Frame, kinds, parse_sse, turn_kinds, validate_chatkit
 
 MODEL = "gpt-4o-mini"
 RESPONSES_URL = "https://api.openai.com/v1/responses"
@@ -188,15 +188,7 @@ async def test_responses_stream_is_relayed_delta_by_delta(
     assert response.status_code == 200
     frames = parse_sse(response.text)
     validate_chatkit(frames)
-    assert kinds(frames) == [
-        "thread.created",
-        "thread.item.done",
-        "thread.item.added",
-        "assistant_message.content_part.added",
-        *[TEXT_DELTA] * len(DELTAS),
-        "assistant_message.content_part.done",
-        "thread.item.done",
-    ]
+    assert kinds(frames) == turn_kinds(len(DELTAS))
     assert text_deltas(frames) == DELTAS
     final = frames[-1].data["item"]
     assert final["content"][0]["text"] == "".join(DELTAS)
@@ -294,17 +286,7 @@ async def test_mid_stream_failure_closes_the_item_and_keeps_partial_text(
 
     frames = parse_sse(response.text)
     validate_chatkit(frames)
-    assert kinds(frames) == [
-        "thread.created",
-        "thread.item.done",
-        "thread.item.added",
-        "assistant_message.content_part.added",
-        TEXT_DELTA,
-        TEXT_DELTA,
-        "assistant_message.content_part.done",
-        "thread.item.done",
-        "error",
-    ]
+    assert kinds(frames) == turn_kinds(2, error=True)
     assert text_deltas(frames) == ["Partial ", "answer"]
     assert frames[-2].data["item"]["content"][0]["text"] == "Partial answer"
     assert frames[-1].data["allow_retry"] is True
