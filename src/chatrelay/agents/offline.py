@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 OFFLINE_MODEL_NAME = "offline"
+_WORD_WITH_SPACE = re.compile(r"\S+\s*")
 REPLY_PREFIX = "This is chatrelay's offline model. You said:"
 
 
@@ -52,6 +54,9 @@ class ToolCallIntent:
 
 CommandRecognizer = Callable[[str], ToolCallIntent | None]
 """Maps the user's latest message to a tool call, or None when it is not a command."""
+
+ResultConfirmer = Callable[[str, str], str | None]
+"""Turns `(tool name, tool output)` into the confirmation the model says, or None."""
 
 
 def _new_id(prefix: str) -> str:
@@ -69,6 +74,13 @@ def _text_of(item: TResponseInputItem) -> str:
     if isinstance(content, list):
         return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
+
+
+def _output_text(output: object) -> str:
+    """A function_call_output's output: a string, or a list of content parts."""
+    if isinstance(output, list):
+        return "".join(str(part.get("text", "")) for part in output if isinstance(part, dict))
+    return str(output)
 
 
 def _count_tokens(input: str | list[TResponseInputItem]) -> int:
@@ -109,10 +121,12 @@ class OfflineModel(Model):
     def __init__(
         self,
         recognizers: Sequence[CommandRecognizer] = (),
+        confirmers: Sequence[ResultConfirmer] = (),
         *,
         delay_seconds: float = 0.0,
     ) -> None:
         self._recognizers = tuple(recognizers)
+        self._confirmers = tuple(confirmers)
         self._delay = delay_seconds
 
     async def get_response(
@@ -196,23 +210,38 @@ class OfflineModel(Model):
                 return intent
         return None
 
-    @staticmethod
-    def _reply(items: list[TResponseInputItem]) -> str:
+    def _reply(self, items: list[TResponseInputItem]) -> str:
         last = items[-1] if items else None
         if last is not None and last.get("type") == "function_call_output":
-            return f"Done. The tool answered: {last.get('output')}"
+            return self._confirm(items, last)
         user_text = next(
             (_text_of(item) for item in reversed(items) if item.get("role") == "user"), ""
         )
         return f"{REPLY_PREFIX} {user_text}"
 
+    def _confirm(self, items: list[TResponseInputItem], result: TResponseInputItem) -> str:
+        output = _output_text(result.get("output"))
+        call_id = result.get("call_id")
+        tool_name = next(
+            (
+                str(item.get("name"))
+                for item in items
+                if item.get("type") == "function_call" and item.get("call_id") == call_id
+            ),
+            "",
+        )
+        for confirm in self._confirmers:
+            sentence = confirm(tool_name, output)
+            if sentence is not None:
+                return sentence
+        return f"Done. The tool answered: {output}"
+
     async def _stream_text(
         self, text: str, input_tokens: int
     ) -> AsyncIterator[TResponseStreamEvent]:
         item_id = _new_id("msg")
-        deltas = [word + " " for word in _words(text)]
-        if deltas:
-            deltas[-1] = deltas[-1].rstrip()
+        # One delta per word, each carrying the whitespace after it, so newlines survive.
+        deltas = _WORD_WITH_SPACE.findall(text.strip())
         full_text = "".join(deltas)
         seq = 1
         empty = ResponseOutputMessage(

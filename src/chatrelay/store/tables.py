@@ -66,3 +66,17 @@ class Message(SQLModel, table=True):
 def as_utc(value: datetime) -> datetime:
     """Give a timestamp read back from SQLite (which stores no zone) its UTC zone."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class Task(SQLModel, table=True):
+    """One item of a user's todo list (the MCP todo tools' only table)."""
+
+    __tablename__ = "tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(index=True, max_length=255)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    completed: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)

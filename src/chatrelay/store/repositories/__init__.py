@@ -2,5 +2,6 @@
 
 from chatrelay.store.repositories.conversations import ConversationRepository
 from chatrelay.store.repositories.messages import MessageRepository
+from chatrelay.store.repositories.tasks import TaskRepository, TaskStatus
 
-__all__ = ["ConversationRepository", "MessageRepository"]
+__all__ = ["ConversationRepository", "MessageRepository", "TaskRepository", "TaskStatus"]
