@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
     log_level: str = "INFO"
 
+    @field_validator(
+        "auth_secret",
+        "auth_issuer",
+        "auth_audience",
+        "openai_api_key",
+        "openai_base_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `FOO=` in an env file or `${FOO:-}` in compose means "not set", not "the empty string".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

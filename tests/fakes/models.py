@@ -40,6 +40,8 @@ class FaultyModel(Model):
         self._error = error
         self.gate = gate
         self.reached = asyncio.Event()
+        self.ended = asyncio.Event()
+        """Set when a model call's stream is over, however it ended."""
         self.calls: list[Any] = []
         self.closed = False
 
@@ -64,6 +66,7 @@ class FaultyModel(Model):
                 yield event
         finally:
             self.closed = True
+            self.ended.set()
 
 
 class SingleModelProvider(ModelProvider):

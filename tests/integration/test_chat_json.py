@@ -83,6 +83,7 @@ async def test_only_unsupported_media_types_get_406(client: httpx.AsyncClient) -
         ({"message": "x", "surprise": 1}, "surprise"),
         ({"message": "x", "metadata": "not an object"}, "metadata"),
         ({"message": 5}, "message"),
+        ({"message": "nul \u0000 inside"}, "message"),  # Postgres text cannot store it
     ],
 )
 async def test_bad_bodies_get_422_with_field_details(

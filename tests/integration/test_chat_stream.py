@@ -73,7 +73,7 @@ async def test_one_text_delta_per_word(client: httpx.AsyncClient) -> None:
         "/api/alice/chat", json={"message": " ".join(words)}, headers={**auth(), **SSE}
     )
 
-    deltas = [
-        f for f in parse_sse(response.text) if f.update_type and "text_delta" in f.update_type
-    ]
+    frames = parse_sse(response.text)
+    validate_chatkit(frames)
+    deltas = [f for f in frames if f.update_type and "text_delta" in f.update_type]
     assert len(deltas) == 200 + 7  # the offline model's 7-word preamble, then the user's words

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from tests.conftest import AppFactory, auth, client_for
+from chatrelay.server import create_app
+from chatrelay.server.turns import Turn, TurnRegistry, TurnSpec
+from chatrelay.store import transaction
+from chatrelay.store.repositories import ConversationRepository
+from tests.conftest import AppFactory, Database, auth, client_for, make_settings
 from tests.fakes.asgi import body_text, post_and_hang_up
 from tests.fakes.models import FaultyModel, SingleModelProvider, connection_error
 from tests.integration.helpers import (
@@ -33,9 +38,9 @@ async def test_model_failure_before_output_commits_nothing_json(app_factory: App
     body = response.json()
     assert body["detail"] == "the model is unavailable, please retry"
     assert body["correlation_id"] == response.headers["x-request-id"]
+    # Nothing at all: not even the new conversation (it is written with its first turn).
     assert await stored_messages(app) == []
-    # The conversation exists (empty), so the client can retry in it.
-    assert len(await stored_conversations(app)) == 1
+    assert await stored_conversations(app) == []
 
 
 async def test_model_failure_before_output_streams_an_error_event(
@@ -52,7 +57,7 @@ async def test_model_failure_before_output_streams_an_error_event(
     assert kinds(frames) == ["thread.created", "thread.item.done", "error"]
     error = frames[-1].data
     assert error["allow_retry"] is True
-    assert error["code"] == "stream.error"
+    assert error["code"] == "custom"  # so the widget shows our message
     assert response.headers["x-request-id"] in error["message"]
     assert await stored_messages(app) == []
 
@@ -121,6 +126,7 @@ async def test_client_disconnect_does_not_stop_the_turn(app_factory: AppFactory)
     )
     # The client is gone after two deltas; the turn is still running, waiting on the model.
     frames = parse_sse(body_text(sent))
+    validate_chatkit(frames)
     assert kinds(frames)[-1] == "assistant_message.content_part.text_delta"
     assert context_of(app).turns.running == 1
     assert await stored_messages(app) == []
@@ -233,17 +239,22 @@ async def test_history_is_loaded_from_the_database_on_every_turn(
     ]
 
 
-async def test_history_survives_a_server_restart(app_factory: AppFactory) -> None:
-    first_app = await app_factory()
-    async with client_for(first_app) as client:
+async def test_history_survives_a_server_restart(database: Database) -> None:
+    first_app = create_app(make_settings(database), database_schema=database.schema)
+    async with first_app.router.lifespan_context(first_app), client_for(first_app) as client:
         first = await client.post(
             "/api/alice/chat", json={"message": "remember me"}, headers=auth()
         )
     conversation_id = first.json()["conversation_id"]
+    # The first app is shut down (engine disposed); a new one starts on the same database.
 
     model = FaultyModel(after_deltas=10_000)
-    second_app = await app_factory(SingleModelProvider(model))  # a new process, same database
-    async with client_for(second_app) as client:
+    second_app = create_app(
+        make_settings(database),
+        provider=SingleModelProvider(model),
+        database_schema=database.schema,
+    )
+    async with second_app.router.lifespan_context(second_app), client_for(second_app) as client:
         second = await client.post(
             "/api/alice/chat",
             json={"message": "do you?", "conversation_id": conversation_id},
@@ -277,3 +288,115 @@ async def test_readyz_and_healthz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
+
+
+async def _cancel_until_done(task: asyncio.Task[None]) -> None:
+    """A storm of `Task.cancel()` calls, as long as the task lives."""
+    for _ in range(5000):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("path", ["completion", "model_failure", "client_disconnect"])
+async def test_finalizer_commits_despite_cancellation_on_every_path(
+    app_factory: AppFactory, path: str
+) -> None:
+    """Cancellation arriving while the finalizer runs must not abort its commit (the shield).
+
+    Regression: without it, the storm of cancels interrupts the transaction, nothing is stored.
+    """
+    error = connection_error() if path == "model_failure" else None
+    model = FaultyModel(after_deltas=3 if error else 10_000, error=error)
+    app = await app_factory(SingleModelProvider(model))
+    registry = context_of(app).turns
+    hang_up = asyncio.Event()
+    if path == "client_disconnect":
+        hang_up.set()  # the client leaves at once; the turn runs on
+    request = asyncio.create_task(
+        post_and_hang_up(app, "/api/alice/chat", {"message": "storm"}, {**auth(), **SSE}, hang_up)
+    )
+    await model.ended.wait()  # the model is done: what is left is the finalizer's work
+    (task,) = registry._tasks
+    await _cancel_until_done(task)
+    await asyncio.wait([task])
+    hang_up.set()
+    await request
+
+    stored = await stored_messages(app)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    if path == "model_failure":
+        assert (stored[1].status, stored[1].content) == ("incomplete", "This is chatrelay's ")
+    else:
+        assert stored[1].content == f"{PREAMBLE} storm"
+
+
+async def test_conversation_deleted_mid_turn_reports_a_storage_error(
+    app_factory: AppFactory,
+) -> None:
+    gate = asyncio.Event()
+    app = await app_factory(SingleModelProvider(FaultyModel(after_deltas=10_000)))
+    async with client_for(app) as client:
+        first = await client.post("/api/alice/chat", json={"message": "one"}, headers=auth())
+    conversation_id = first.json()["conversation_id"]
+
+    gated_model = FaultyModel(after_deltas=1, gate=gate)
+    gated_app = await app_factory(SingleModelProvider(gated_model))
+    async with client_for(gated_app) as client:
+        request = asyncio.create_task(
+            client.post(
+                "/api/alice/chat",
+                json={"message": "two", "conversation_id": conversation_id},
+                headers={**auth(), **SSE},
+            )
+        )
+        await gated_model.reached.wait()
+        async with transaction(context_of(gated_app).sessions) as db:
+            conversation = await ConversationRepository(db, "alice").get(conversation_id)
+            assert conversation is not None
+            await db.delete(conversation)
+        gate.set()
+        response = await request
+
+    frames = parse_sse(response.text)
+    validate_chatkit(frames)
+    assert kinds(frames)[-1] == "error"
+    assert "could not be saved" in frames[-1].data["message"]
+    assert await stored_messages(gated_app) == []
+
+
+async def test_a_turn_cancelled_before_it_starts_still_releases_its_readers(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory()
+    context = context_of(app)
+    spec = TurnSpec(
+        user_id="alice",
+        conversation_id="thr_x",
+        new_conversation=True,
+        conversation_created_at=datetime.now(UTC),
+        user_text="hi",
+        history=[],
+        request_id=None,
+        metadata=None,
+        correlation_id="c",
+        user_message_id="msg_u",
+        assistant_message_id="msg_a",
+    )
+    turn = Turn(
+        spec,
+        agent=context.agent,
+        run_config=context.run_config,
+        sessions=context.sessions,
+        timeout_seconds=5,
+    )
+    registry = TurnRegistry()
+    registry.start(turn)
+    (task,) = registry._tasks
+    task.cancel()  # before its first step: run() never starts
+
+    outcome = await asyncio.wait_for(turn.outcome, timeout=5)
+    assert outcome.failure is not None and not outcome.committed
+    assert [event async for event in turn.events()] == []
+    assert await stored_messages(app) == []

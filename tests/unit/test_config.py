@@ -28,6 +28,20 @@ def test_better_auth_secret_is_an_alias(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings().jwt_secret == "shared-with-better-auth"
 
 
+def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: compose's `${OPENAI_BASE_URL:-}` gave the OpenAI client an empty base URL,
+    and `AUTH_AUDIENCE=` made every token fail the audience check."""
+    for name in ("OPENAI_BASE_URL", "AUTH_ISSUER", "AUTH_AUDIENCE", "OPENAI_API_KEY"):
+        monkeypatch.setenv(name, "")
+    s = settings()
+    assert (s.openai_base_url, s.auth_issuer, s.auth_audience, s.openai_api_key) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
 def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
     assert settings().cors_origins == ["https://a.example", "https://b.example"]

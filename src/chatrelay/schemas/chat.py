@@ -31,6 +31,8 @@ class ChatRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be only whitespace")
+        if "\x00" in value:
+            raise ValueError("message must not contain NUL characters")
         return value
 
 

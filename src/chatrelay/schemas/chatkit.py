@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chatkit.errors import ErrorCode
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageContentPartAdded,
@@ -90,4 +89,6 @@ def assistant_message_done(
 
 
 def stream_error(message: str, *, allow_retry: bool = True) -> ErrorEvent:
-    return ErrorEvent(code=ErrorCode.STREAM_ERROR, message=message, allow_retry=allow_retry)
+    # `custom`: the widget shows our message (with the correlation id); with `stream.error`
+    # it would show its own localized text instead.
+    return ErrorEvent(code="custom", message=message, allow_retry=allow_retry)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatrelay.server.middleware import current_request_id
@@ -71,13 +72,16 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error (correlation_id=%s)", current_request_id(), exc_info=exc)
-    return JSONResponse(_server_fault_body("internal server error"), status_code=500)
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("database error (correlation_id=%s): %s", current_request_id(), exc)
+    return JSONResponse(_server_fault_body("database unavailable, please retry"), status_code=503)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ChatrelayError, _chatrelay_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # A refused connection surfaces as OSError from the driver, a lost one as a DBAPIError.
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(OSError, _database_unavailable)
+    # Anything else is answered (500 + correlation id) by RequestIdMiddleware.
     # FastAPI's own 422 handler already answers {"detail": [field errors]}.

@@ -134,7 +134,7 @@ class Turn:
         self._text: list[str] = []
         self._tool_calls: list[dict[str, Any]] = []
         self._pending_calls: dict[str, dict[str, Any]] = {}
-        self._assistant_started = False
+        self._assistant_created_at: datetime | None = None
         self._trace = RunTrace()
         self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
 
@@ -160,6 +160,27 @@ class Turn:
     def _close(self) -> None:
         self._closed = True
         self._changed.set()
+
+    def abandon(self) -> None:
+        """Release readers of a turn whose task ended without finalizing.
+
+        Only possible when the task was cancelled before its first step (so `run()` and its
+        `finally` never ran): then nothing was produced and there is nothing to commit.
+        """
+        if self.outcome.done():
+            return
+        self.outcome.set_result(
+            TurnOutcome(
+                message_id=self.spec.assistant_message_id,
+                text="",
+                created_at=utcnow(),
+                tool_calls=[],
+                usage=UsageTotals(),
+                status="incomplete",
+                failure=Failure.SHUTDOWN,
+            )
+        )
+        self._close()
 
     # -- the task body -------------------------------------------------------------------
 
@@ -213,11 +234,16 @@ class Turn:
                         self._pending_calls.pop(call_id)["result"] = result
 
     def _start_assistant_message(self) -> None:
-        if self._assistant_started:
+        if self._assistant_created_at is not None:
             return
-        self._assistant_started = True
+        # Strictly after the user message, so history ordering never depends on ids.
+        self._assistant_created_at = max(utcnow(), self.spec.started_at + timedelta(microseconds=1))
         item_id = self.spec.assistant_message_id
-        self._publish(ck.assistant_message_added(item_id, self.spec.conversation_id, utcnow()))
+        self._publish(
+            ck.assistant_message_added(
+                item_id, self.spec.conversation_id, self._assistant_created_at
+            )
+        )
         self._publish(ck.content_part_added(item_id))
 
     # -- the finalizer -------------------------------------------------------------------
@@ -226,8 +252,9 @@ class Turn:
         spec = self.spec
         text = "".join(self._text)
         has_output = bool(self._text or self._tool_calls)
-        # Strictly after the user message, so history ordering never depends on ids.
-        created_at = max(utcnow(), spec.started_at + timedelta(microseconds=1))
+        if failure is None or has_output:
+            self._start_assistant_message()  # a reply with no text still gets its item
+        created_at = self._assistant_created_at or utcnow()
         outcome = TurnOutcome(
             message_id=spec.assistant_message_id,
             text=text,
@@ -243,7 +270,6 @@ class Turn:
                 if not outcome.committed:
                     outcome.failure = Failure.STORAGE
             if outcome.committed:
-                self._start_assistant_message()
                 item_id = spec.assistant_message_id
                 self._publish(ck.content_part_done(item_id, text))
                 self._publish(
@@ -263,9 +289,16 @@ class Turn:
         spec = self.spec
         try:
             async with transaction(self._sessions) as db:
-                if not await ConversationRepository(db, spec.user_id).touch(
-                    spec.conversation_id, outcome.created_at
-                ):
+                conversations = ConversationRepository(db, spec.user_id)
+                if spec.new_conversation:
+                    # Created with its first turn: a failed first turn leaves nothing behind.
+                    await conversations.add(
+                        spec.conversation_id,
+                        created_at=spec.conversation_created_at,
+                        updated_at=outcome.created_at,
+                        metadata=spec.metadata,
+                    )
+                elif not await conversations.touch(spec.conversation_id, outcome.created_at):
                     logger.warning(
                         "conversation %s vanished mid-turn; reply dropped (correlation_id=%s)",
                         spec.conversation_id,
@@ -298,7 +331,8 @@ class Turn:
             id=outcome.message_id,
             conversation_id=spec.conversation_id,
             role="assistant",
-            content=outcome.text,
+            # Postgres text cannot hold NUL; a model may still emit one.
+            content=outcome.text.replace("\x00", ""),
             status=outcome.status,
             tool_calls=outcome.tool_calls,
             usage={
@@ -322,6 +356,7 @@ class TurnRegistry:
         task = asyncio.create_task(turn.run(), name=f"turn:{turn.spec.conversation_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: turn.abandon())
 
     @property
     def running(self) -> int:

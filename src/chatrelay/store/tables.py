@@ -51,7 +51,7 @@ class Message(SQLModel, table=True):
         )
     )
     role: str = Field(max_length=16)
-    content: str
+    content: str = Field(sa_type=sa.Text)
     status: str = Field(default="completed", max_length=16)
     """`completed`, or `incomplete` when the model failed after partial output."""
     tool_calls: list[dict[str, Any]] = Field(

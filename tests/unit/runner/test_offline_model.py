@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from agents import Agent, RunConfig, function_tool
 
 from chatrelay.agents import (
@@ -15,6 +17,7 @@ from chatrelay.agents import (
     run_agent,
 )
 from chatrelay.agents.offline import REPLY_PREFIX
+from tests.fakes.models import FaultyModel
 
 
 async def run(model: OfflineModel, text: str, tools: list = []) -> tuple[list, RunTrace]:  # noqa: B006
@@ -36,7 +39,7 @@ async def run(model: OfflineModel, text: str, tools: list = []) -> tuple[list, R
 async def test_reply_repeats_the_message_one_word_per_delta() -> None:
     events, trace = await run(OfflineModel(), "the quick  brown fox")
     deltas = [e.text for e in events if isinstance(e, TextDelta)]
-    assert "".join(deltas) == f"{REPLY_PREFIX} the quick brown fox"
+    assert "".join(deltas) == f"{REPLY_PREFIX} the quick  brown fox"
     assert len(deltas) == len(REPLY_PREFIX.split()) + 4
     assert trace.usage.input_tokens == 4
     assert trace.usage.output_tokens == len(deltas)
@@ -85,3 +88,22 @@ async def test_a_command_for_a_tool_not_offered_is_plain_text() -> None:
 
     events, _ = await run(OfflineModel([recognise]), "delete everything")
     assert not any(isinstance(e, ToolCalled) for e in events)
+
+
+async def test_leaving_the_stream_early_cancels_the_run() -> None:
+    """No orphan run: when the consumer stops, `result.cancel()` stops the model too."""
+    gate = asyncio.Event()  # never opens: without a cancel the model would wait forever
+    model = FaultyModel(after_deltas=2, gate=gate)
+    agent = Agent[TurnContext](name="t", instructions="x", model=model)
+    stream = run_agent(
+        agent,
+        [{"role": "user", "content": "hello world"}],
+        TurnContext("alice", "thr_1"),
+        RunConfig(tracing_disabled=True),
+        RunTrace(),
+    )
+    first = await anext(stream)
+    assert isinstance(first, TextDelta)
+    await stream.aclose()
+    await asyncio.wait_for(model.ended.wait(), timeout=5)
+    assert model.closed

@@ -50,18 +50,15 @@ def history_items(messages: list[Message]) -> list[dict[str, Any]]:
 async def resolve_conversation(
     context: AppContext, user_id: str, request: ChatRequest
 ) -> ResolvedConversation:
-    """Load the user's conversation and its recent history, or start a new conversation.
+    """Load the user's conversation and its recent history, or name a new conversation.
 
+    A new conversation is written by the turn's finalizer, together with its first messages.
     Another user's conversation answers exactly like a missing one (no existence oracle).
     """
+    if request.conversation_id is None:
+        return ResolvedConversation(new_id("thr"), utcnow(), True, [])
     async with transaction(context.sessions) as db:
-        conversations = ConversationRepository(db, user_id)
-        if request.conversation_id is None:
-            conversation = await conversations.add(
-                new_id("thr"), created_at=utcnow(), metadata=request.metadata
-            )
-            return ResolvedConversation(conversation.id, conversation.created_at, True, [])
-        existing = await conversations.get(request.conversation_id)
+        existing = await ConversationRepository(db, user_id).get(request.conversation_id)
         if existing is None:
             raise NotFound(CONVERSATION_NOT_FOUND)
         recent = await MessageRepository(db).recent(existing.id, context.settings.history_limit)

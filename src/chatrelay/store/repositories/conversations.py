@@ -31,13 +31,14 @@ class ConversationRepository:
         conversation_id: str,
         *,
         created_at: datetime,
+        updated_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Conversation:
         conversation = Conversation(
             id=conversation_id,
             user_id=self._user_id,
             created_at=created_at,
-            updated_at=created_at,
+            updated_at=updated_at or created_at,
             meta=metadata or {},
         )
         self._db.add(conversation)
