@@ -4,10 +4,11 @@ both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,33 @@ def make_settings(database: Database, **overrides: Any) -> Settings:
 AppFactory = Callable[..., Awaitable[FastAPI]]
 
 
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run the app's lifespan in a task of its own, as a server does.
+
+    Its task groups (the MCP transport) must be left by the task that entered them, and a
+    fixture's setup and teardown may run in different tasks.
+    """
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.router.lifespan_context(app):
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # start-up failed: raise its error
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.fixture
 async def app_factory(database: Database) -> AsyncIterator[AppFactory]:
     """Start apps (lifespan included) on this test's database; all are shut down at the end."""
@@ -105,8 +133,7 @@ async def app_factory(database: Database) -> AsyncIterator[AppFactory]:
                 provider=provider,
                 database_schema=database.schema,
             )
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            return app
+            return await stack.enter_async_context(running(app))
 
         yield start
 

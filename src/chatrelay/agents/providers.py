@@ -14,7 +14,12 @@ from agents import (
 )
 from openai import AsyncOpenAI
 
-from chatrelay.agents.offline import OFFLINE_MODEL_NAME, CommandRecognizer, OfflineModel
+from chatrelay.agents.offline import (
+    OFFLINE_MODEL_NAME,
+    CommandRecognizer,
+    OfflineModel,
+    ResultConfirmer,
+)
 from chatrelay.config import Settings
 
 # OpenAI-compatible servers (vLLM, Ollama...) usually ignore the key, but the client wants one.
@@ -34,10 +39,11 @@ class ChatrelayModelProvider(ModelProvider):
         *,
         http_client: httpx.AsyncClient | None = None,
         recognizers: Sequence[CommandRecognizer] = (),
+        confirmers: Sequence[ResultConfirmer] = (),
     ) -> None:
         self._settings = settings
         self._http_client = http_client
-        self._offline = OfflineModel(recognizers)
+        self._offline = OfflineModel(recognizers, confirmers)
         self._client: AsyncOpenAI | None = None
 
     def get_model(self, model_name: str | None) -> Model:

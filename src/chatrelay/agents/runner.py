@@ -18,7 +18,11 @@ from agents.items import ToolCallItem, ToolCallOutputItem
 from agents.result import RunResultStreaming
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from agents.usage import Usage
-from openai.types.responses import ResponseTextDeltaEvent
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputItemAddedEvent,
+    ResponseTextDeltaEvent,
+)
 
 logger = logging.getLogger("chatrelay.agents")
 
@@ -37,6 +41,14 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallStarted:
+    """The model has just decided to call a tool (its arguments are still streaming)."""
+
+    call_id: str
+    tool_name: str
+
+
+@dataclass(frozen=True)
 class ToolCalled:
     call_id: str
     tool_name: str
@@ -49,7 +61,7 @@ class ToolReturned:
     result: Any
 
 
-RunEvent = TextDelta | ToolCalled | ToolReturned
+RunEvent = TextDelta | ToolCallStarted | ToolCalled | ToolReturned
 
 
 @dataclass
@@ -80,11 +92,30 @@ def _parse_arguments(arguments: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"_value": parsed}
 
 
+def _tool_result(output: Any) -> Any:
+    """A tool's output as a value: structured JSON parsed, MCP text parts unwrapped."""
+    if isinstance(output, dict) and output.get("type") == "text":
+        output = output.get("text", "")
+    if isinstance(output, list):
+        output = "".join(str(part.get("text", "")) for part in output if isinstance(part, dict))
+    if isinstance(output, str):
+        try:
+            return json.loads(output)
+        except json.JSONDecodeError:
+            return output
+    return output
+
+
 def _translate(event: object) -> RunEvent | None:
     if isinstance(event, RawResponsesStreamEvent):
         data = event.data
         if isinstance(data, ResponseTextDeltaEvent) and data.delta:
             return TextDelta(data.delta)
+        # The early signal: run-item events only come once the model's response is complete.
+        if isinstance(data, ResponseOutputItemAddedEvent) and isinstance(
+            data.item, ResponseFunctionToolCall
+        ):
+            return ToolCallStarted(data.item.call_id, data.item.name)
         return None
     if isinstance(event, RunItemStreamEvent):
         item = event.item
@@ -100,7 +131,7 @@ def _translate(event: object) -> RunEvent | None:
                 if isinstance(raw_out, dict)
                 else getattr(raw_out, "call_id", "")
             )
-            return ToolReturned(str(call_id), item.output)
+            return ToolReturned(str(call_id), _tool_result(item.output))
     return None
 
 

@@ -13,9 +13,12 @@ from chatkit.types import (
     AssistantMessageContentPartDone,
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
+    CustomSummary,
+    CustomTask,
     ErrorEvent,
     InferenceOptions,
     Page,
+    ProgressUpdateEvent,
     Thread,
     ThreadCreatedEvent,
     ThreadItemAddedEvent,
@@ -24,6 +27,10 @@ from chatkit.types import (
     ThreadStreamEvent,
     UserMessageItem,
     UserMessageTextContent,
+    Workflow,
+    WorkflowItem,
+    WorkflowTaskAdded,
+    WorkflowTaskUpdated,
 )
 from pydantic import TypeAdapter
 
@@ -92,3 +99,56 @@ def stream_error(message: str, *, allow_retry: bool = True) -> ErrorEvent:
     # `custom`: the widget shows our message (with the correlation id); with `stream.error`
     # it would show its own localized text instead.
     return ErrorEvent(code="custom", message=message, allow_retry=allow_retry)
+
+
+def tool_progress(tool_name: str) -> ProgressUpdateEvent:
+    return ProgressUpdateEvent(icon="bolt", text=f"Running {tool_name}…")
+
+
+def tool_task(tool_name: str, *, done: bool, content: str | None = None) -> CustomTask:
+    """One tool call, as a task of the turn's workflow item."""
+    return CustomTask(
+        title=tool_name,
+        icon="check-circle" if done else "bolt",
+        content=content,
+        status_indicator="complete" if done else "loading",
+    )
+
+
+def workflow_added(
+    item_id: str, thread_id: str, created_at: datetime, first: CustomTask
+) -> ThreadItemAddedEvent:
+    workflow = Workflow(type="custom", tasks=[first], expanded=False)
+    return ThreadItemAddedEvent(
+        item=WorkflowItem(id=item_id, thread_id=thread_id, created_at=created_at, workflow=workflow)
+    )
+
+
+def workflow_task_added(item_id: str, index: int, task: CustomTask) -> ThreadItemUpdatedEvent:
+    return ThreadItemUpdatedEvent(
+        item_id=item_id, update=WorkflowTaskAdded(task_index=index, task=task)
+    )
+
+
+def workflow_task_updated(item_id: str, index: int, task: CustomTask) -> ThreadItemUpdatedEvent:
+    return ThreadItemUpdatedEvent(
+        item_id=item_id, update=WorkflowTaskUpdated(task_index=index, task=task)
+    )
+
+
+def workflow_item(
+    item_id: str, thread_id: str, created_at: datetime, tasks: list[CustomTask]
+) -> WorkflowItem:
+    """The finished workflow: how it is streamed at the end and rebuilt on reload."""
+    calls = "1 tool call" if len(tasks) == 1 else f"{len(tasks)} tool calls"
+    workflow = Workflow(
+        type="custom",
+        tasks=list(tasks),
+        summary=CustomSummary(title=f"Used {calls}", icon="bolt"),
+        expanded=False,
+    )
+    return WorkflowItem(id=item_id, thread_id=thread_id, created_at=created_at, workflow=workflow)
+
+
+def item_done(item: WorkflowItem) -> ThreadItemDoneEvent:
+    return ThreadItemDoneEvent(item=item)

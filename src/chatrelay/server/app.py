@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from agents import ModelProvider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from chatrelay import __version__
 from chatrelay.agents import ChatrelayModelProvider
 from chatrelay.agents.assistant import build_agent, build_run_config
+from chatrelay.agents.inprocess_mcp import InProcessMCPServer
 from chatrelay.config import Settings
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
+from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import RequestIdMiddleware
 from chatrelay.server.routes import chat, health
 from chatrelay.server.turns import TurnRegistry
 from chatrelay.store import create_engine, sessionmaker, upgrade
+from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
+from chatrelay.tools.todo import acting_as, build_todo_server
 
 logger = logging.getLogger("chatrelay.server")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+async def _mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """`/mcp` is routed at build time; its transport exists once the lifespan has started."""
+    context: AppContext = scope["app"].state.context
+    await context.mcp_http(scope, receive, send)
 
 
 def create_app(
@@ -37,28 +49,37 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, schema=database_schema)
-        if settings.is_sqlite:
-            await upgrade(engine)  # the embedded database needs no separate `migrate` step
-        model_provider = provider or ChatrelayModelProvider(settings)
-        turns = TurnRegistry()
-        app.state.context = AppContext(
-            settings=settings,
-            engine=engine,
-            sessions=sessionmaker(engine),
-            provider=model_provider,
-            agent=build_agent(),
-            run_config=build_run_config(settings, model_provider),
-            turns=turns,
-        )
-        _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
-        logger.info("chatrelay %s ready (model=%s)", __version__, settings.model)
-        try:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.database_url, schema=database_schema)
+            stack.push_async_callback(engine.dispose)
+            if settings.is_sqlite:
+                await upgrade(engine)  # the embedded database needs no separate `migrate` step
+            sessions = sessionmaker(engine)
+            model_provider = provider or ChatrelayModelProvider(
+                settings, recognizers=[recognize_todo_command], confirmers=[confirm_todo_result]
+            )
+            stack.push_async_callback(model_provider.aclose)
+            todo = build_todo_server(sessions)
+            todo_for_agent = InProcessMCPServer(todo, act_as=acting_as)
+            await todo_for_agent.connect()
+            stack.push_async_callback(todo_for_agent.cleanup)
+            todo_over_http = await stack.enter_async_context(streamable_http(todo))
+            turns = TurnRegistry()
+            # Registered last, so it runs first: turns finish while their tools still work.
+            stack.push_async_callback(turns.shutdown, SHUTDOWN_GRACE_SECONDS)
+            app.state.context = AppContext(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                provider=model_provider,
+                agent=build_agent(mcp_servers=[todo_for_agent]),
+                run_config=build_run_config(settings, model_provider),
+                turns=turns,
+                mcp_http=AuthenticatedMCP(settings, todo_over_http),
+            )
+            _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
+            logger.info("chatrelay %s ready (model=%s)", __version__, settings.model)
             yield
-        finally:
-            await turns.shutdown(SHUTDOWN_GRACE_SECONDS)
-            await model_provider.aclose()
-            await engine.dispose()
 
     app = FastAPI(
         title="chatrelay",
@@ -69,6 +90,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
+    app.router.routes.append(Route(MCP_PATH, endpoint=_mcp_endpoint))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

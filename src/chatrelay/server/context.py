@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from agents import Agent, ModelProvider, RunConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp
 
 from chatrelay.agents import TurnContext
 from chatrelay.config import Settings
@@ -22,3 +23,5 @@ class AppContext:
     agent: Agent[TurnContext]
     run_config: RunConfig
     turns: TurnRegistry
+    mcp_http: ASGIApp
+    """`/mcp`: the todo MCP server over streamable HTTP, behind bearer auth."""

@@ -31,6 +31,7 @@ from chatrelay.agents import (
     RunTrace,
     TextDelta,
     ToolCalled,
+    ToolCallStarted,
     ToolReturned,
     TurnContext,
     UsageTotals,
@@ -38,6 +39,7 @@ from chatrelay.agents import (
 )
 from chatrelay.schemas import chatkit as ck
 from chatrelay.server.sse import encode_event
+from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.store import Message, transaction
 from chatrelay.store.repositories import ConversationRepository, MessageRepository
 from chatrelay.store.tables import utcnow
@@ -132,8 +134,7 @@ class Turn:
         self._changed = asyncio.Event()
         self._closed = False
         self._text: list[str] = []
-        self._tool_calls: list[dict[str, Any]] = []
-        self._pending_calls: dict[str, dict[str, Any]] = {}
+        self._tools = ToolActivity(spec.assistant_message_id, spec.conversation_id, self._publish)
         self._assistant_created_at: datetime | None = None
         self._trace = RunTrace()
         self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
@@ -225,17 +226,17 @@ class Turn:
                     self._start_assistant_message()
                     self._text.append(text)
                     self._publish(ck.text_delta(spec.assistant_message_id, text))
+                case ToolCallStarted(call_id=call_id, tool_name=name):
+                    self._tools.started(call_id, name)
                 case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
-                    record = {"tool_name": name, "parameters": parameters, "result": None}
-                    self._pending_calls[call_id] = record
-                    self._tool_calls.append(record)
+                    self._tools.called(call_id, name, parameters)
                 case ToolReturned(call_id=call_id, result=result):
-                    if call_id in self._pending_calls:
-                        self._pending_calls.pop(call_id)["result"] = result
+                    self._tools.returned(call_id, result)
 
     def _start_assistant_message(self) -> None:
         if self._assistant_created_at is not None:
             return
+        self._tools.close()  # tool work is over once the reply's text begins
         # Strictly after the user message, so history ordering never depends on ids.
         self._assistant_created_at = max(utcnow(), self.spec.started_at + timedelta(microseconds=1))
         item_id = self.spec.assistant_message_id
@@ -251,7 +252,8 @@ class Turn:
     async def _finalize(self, failure: Failure | None) -> None:
         spec = self.spec
         text = "".join(self._text)
-        has_output = bool(self._text or self._tool_calls)
+        self._tools.close()
+        has_output = bool(self._text or self._tools.calls)
         if failure is None or has_output:
             self._start_assistant_message()  # a reply with no text still gets its item
         created_at = self._assistant_created_at or utcnow()
@@ -259,7 +261,7 @@ class Turn:
             message_id=spec.assistant_message_id,
             text=text,
             created_at=created_at,
-            tool_calls=self._tool_calls,
+            tool_calls=self._tools.calls,
             usage=self._trace.usage,
             status="completed" if failure is None else "incomplete",
             failure=failure,
