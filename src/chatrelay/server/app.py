@@ -32,10 +32,16 @@ logger = logging.getLogger("chatrelay.server")
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
-async def _mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    """`/mcp` is routed at build time; its transport exists once the lifespan has started."""
-    context: AppContext = scope["app"].state.context
-    await context.mcp_http(scope, receive, send)
+class _MCPEndpoint:
+    """`/mcp` is routed at build time; its transport exists once the lifespan has started.
+
+    An object, not a function: Starlette's `Route` treats a plain function as a GET-only
+    request handler, but passes every method to an ASGI app.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context: AppContext = scope["app"].state.context
+        await context.mcp_http(scope, receive, send)
 
 
 def create_app(
@@ -90,7 +96,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
-    app.router.routes.append(Route(MCP_PATH, endpoint=_mcp_endpoint))
+    app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,201 @@
+"""`/mcp`: the todo tools for external MCP clients, over stateless streamable HTTP.
+
+A real `mcp` client (on `httpx2`, talking to the app in-process) with a bearer token: the
+tools act for the token's user and nobody else, whatever the arguments say.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import jwt
+import pytest
+from fastapi import FastAPI
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
+from sqlmodel import col, select
+
+from chatrelay.store import Task, transaction
+from tests.conftest import TEST_SECRET, AppFactory, client_for, token_for
+from tests.integration.helpers import context_of
+
+MCP_URL = "http://test/mcp"
+TOOLS = {"add_task", "list_tasks", "complete_task", "update_task", "delete_task"}
+LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def mcp_session(app: FastAPI, user_id: str) -> AsyncIterator[Client]:
+    """An MCP client session at `/mcp`, authenticated as `user_id`."""
+    http = httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {token_for(user_id)}"},
+    )
+    async with http, Client(streamable_http_client(MCP_URL, http_client=http)) as client:
+        yield client
+
+
+async def call_ok(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured content."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result
+    assert result.structured_content is not None, result
+    return dict(result.structured_content)
+
+
+def error_text(result: CallToolResult) -> str:
+    """The text of a tool error (the call must have failed)."""
+    assert result.is_error, result
+    assert result.structured_content is None
+    return " ".join(part.text for part in result.content if isinstance(part, TextContent))
+
+
+async def tasks_of(app: FastAPI, user_id: str) -> list[Task]:
+    async with transaction(context_of(app).sessions) as db:
+        statement = select(Task).where(col(Task.user_id) == user_id).order_by(col(Task.id))
+        return list((await db.exec(statement)).all())
+
+
+def signed(claims: dict[str, Any], *, secret: str = TEST_SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def task_row(app: FastAPI, task_id: int) -> dict[str, Any] | None:
+    async with transaction(context_of(app).sessions) as db:
+        task = await db.get(Task, task_id)
+        return None if task is None else task.model_dump()
+
+
+# -- tools, schemas and structured results ---------------------------------------------------
+
+
+async def test_lists_the_five_tools_with_schemas_and_returns_structured_content(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory()
+
+    async with mcp_session(app, "alice") as client:
+        tools = (await client.list_tools()).tools
+        added = await call_ok(client, "add_task", {"title": "  buy milk ", "description": "2L"})
+        listed = await call_ok(client, "list_tasks", {"status": "pending"})
+
+    assert {tool.name for tool in tools} == TOOLS and len(tools) == len(TOOLS)
+    for tool in tools:
+        assert tool.input_schema["type"] == "object", tool.name
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+        parameters = set(tool.input_schema.get("properties", {}))
+        assert not parameters & {"user", "user_id", "userId"}, f"{tool.name}: {parameters}"
+
+    assert added["title"] == "buy milk" and added["description"] == "2L"
+    assert added["completed"] is False and isinstance(added["id"], int)
+    assert listed["status"] == "pending" and listed["count"] == 1
+    assert listed["tasks"] == [added]
+    (stored,) = await tasks_of(app, "alice")
+    assert (stored.id, stored.title, stored.description) == (added["id"], "buy milk", "2L")
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer not-a-jwt",
+        f"Bearer {signed({'sub': 'alice', 'exp': time.time() + 600}, secret='z' * 64)}",
+        f"Bearer {signed({'sub': 'alice', 'exp': time.time() - 600})}",
+        f"Basic {token_for('alice')}",
+    ],
+    ids=["missing", "malformed", "wrong-signature", "expired", "wrong-scheme"],
+)
+async def test_requests_without_a_valid_bearer_token_get_401(
+    app_factory: AppFactory, authorization: str | None
+) -> None:
+    app = await app_factory()
+    headers = {**MCP_ACCEPT, **({"Authorization": authorization} if authorization else {})}
+
+    async with client_for(app) as http:
+        response = await http.post("/mcp", json=LIST_TOOLS, headers=headers)
+
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+
+
+# -- isolation between users -----------------------------------------------------------------
+
+
+async def test_another_users_tasks_are_invisible_and_untouchable(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory()
+    async with mcp_session(app, "alice") as alice:
+        task_id = (await call_ok(alice, "add_task", {"title": "alice's secret"}))["id"]
+    before = await task_row(app, task_id)
+
+    async with mcp_session(app, "bob") as bob:
+        listed = await call_ok(bob, "list_tasks", {})
+        attempts = {
+            "complete_task": await bob.call_tool("complete_task", {"task_id": task_id}),
+            "update_task": await bob.call_tool("update_task", {"task_id": task_id, "title": "x"}),
+            "delete_task": await bob.call_tool("delete_task", {"task_id": task_id}),
+        }
+
+    assert listed == {"status": "all", "count": 0, "tasks": []}
+    for tool, result in attempts.items():
+        assert f"task {task_id} not found" in error_text(result), tool
+    assert await task_row(app, task_id) == before
+    assert await tasks_of(app, "bob") == []
+
+
+async def test_a_user_id_argument_cannot_act_for_another_user(app_factory: AppFactory) -> None:
+    app = await app_factory()
+
+    async with mcp_session(app, "bob") as bob:
+        result = await bob.call_tool("add_task", {"title": "planted", "user_id": "alice"})
+
+    assert await tasks_of(app, "alice") == []
+    if not result.is_error:  # the extra argument is ignored: the task is bob's
+        assert result.structured_content is not None
+        (task,) = await tasks_of(app, "bob")
+        assert (task.id, task.title) == (result.structured_content["id"], "planted")
+
+
+# -- tool errors -----------------------------------------------------------------------------
+
+
+async def test_update_with_nothing_to_change_is_a_tool_error(app_factory: AppFactory) -> None:
+    app = await app_factory()
+    async with mcp_session(app, "alice") as client:
+        task_id = (await call_ok(client, "add_task", {"title": "keep me"}))["id"]
+        before = await task_row(app, task_id)
+
+        result = await client.call_tool("update_task", {"task_id": task_id})
+
+    assert "nothing to update: give a new title or description" in error_text(result)
+    assert await task_row(app, task_id) == before
+
+
+async def test_a_title_over_200_characters_is_refused_by_validation(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory()
+    async with mcp_session(app, "alice") as client:
+        too_long = await client.call_tool("add_task", {"title": "x" * 201})
+        longest = await call_ok(client, "add_task", {"title": "y" * 200})
+
+    message = error_text(too_long)
+    assert "title" in message and "at most 200 characters" in message
+    assert [task.title for task in await tasks_of(app, "alice")] == [longest["title"]]
