@@ -98,9 +98,9 @@ def _git(repo: Path, *args: str) -> str | None:
     return completed.stdout.strip()
 
 
-def environment(repo: Path) -> dict[str, Any]:
+def environment(repo: Path, packages: Sequence[str] = PACKAGES) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for package in PACKAGES:
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
