@@ -58,7 +58,10 @@ def kinds(frames: list[Frame]) -> list[str]:
 
 
 def turn_kinds(deltas: int, *, new_thread: bool = True, error: bool = False) -> list[str]:
-    """The `kinds()` of a turn that streamed `deltas` text deltas: ChatKit's order."""
+    """The `kinds()` of a turn that streamed `deltas` text deltas: ChatKit's order.
+
+    A new thread gets its title (`thread.updated`) once its first turn is committed.
+    """
     return [
         *(["thread.created"] if new_thread else []),
         "thread.item.done",
@@ -67,5 +70,16 @@ def turn_kinds(deltas: int, *, new_thread: bool = True, error: bool = False) -> 
         *["assistant_message.content_part.text_delta"] * deltas,
         "assistant_message.content_part.done",
         "thread.item.done",
+        *(["thread.updated"] if new_thread else []),
         *(["error"] if error else []),
     ]
+
+
+def done_item(frames: list[Frame], item_type: str = "assistant_message") -> dict[str, Any]:
+    """The item of the last `thread.item.done` of `item_type`."""
+    for frame in reversed(frames):
+        item = frame.data.get("item")
+        if frame.type == "thread.item.done" and isinstance(item, dict):
+            if item.get("type") == item_type:
+                return item
+    raise AssertionError(f"no finished {item_type} item")

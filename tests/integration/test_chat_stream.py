@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from tests.conftest import auth
 from tests.integration.helpers import SSE, stored_messages
-from tests.sse import kinds, parse_sse, turn_kinds, validate_chatkit
+from tests.sse import done_item, kinds, parse_sse, turn_kinds, validate_chatkit
 
 PLAIN_TURN_NEW = turn_kinds(9)
 
@@ -33,12 +33,14 @@ async def test_new_conversation_streams_chatkit_events_in_order(
     assert user_item["type"] == "user_message"
     assert user_item["thread_id"] == thread_id
     assert user_item["content"] == [{"type": "input_text", "text": "Hello there"}]
-    deltas = "".join(f.data["update"]["delta"] for f in frames[4:-2])
-    final = frames[-1].data["item"]
+    deltas = "".join(f.data["update"]["delta"] for f in frames[4:-3])
+    final = done_item(frames)
     assert final["type"] == "assistant_message"
     assert final["content"][0]["text"] == deltas
     assert deltas.endswith("You said: Hello there")
     assert frames[2].data["item"]["id"] == final["id"]
+    titled = frames[-1].data["thread"]
+    assert (titled["id"], titled["title"]) == (thread_id, "Hello there")
 
     stored = await stored_messages(app, thread_id)
     assert [(m.id, m.role, m.status) for m in stored] == [

@@ -24,7 +24,7 @@ from tests.integration.helpers import (
     stored_messages,
     wait_for_turns,
 )
-from tests.sse import kinds, parse_sse, turn_kinds, validate_chatkit
+from tests.sse import done_item, kinds, parse_sse, turn_kinds, validate_chatkit
 
 PREAMBLE = "This is chatrelay's offline model. You said:"
 
@@ -81,7 +81,7 @@ async def test_failure_after_partial_output_commits_an_incomplete_pair(
         ("assistant", "incomplete"),
     ]
     assert stored[1].content == "This is chatrelay's "
-    assert frames[-2].data["item"]["content"][0]["text"] == stored[1].content
+    assert done_item(frames)["content"][0]["text"] == stored[1].content
 
 
 async def test_failure_after_partial_output_json_is_503_and_keeps_the_partial_pair(
@@ -155,9 +155,10 @@ async def test_turn_timeout_cancels_the_run_and_keeps_the_partial_reply(
 
     frames = parse_sse(response.text)
     validate_chatkit(frames)
-    assert kinds(frames)[-3:] == [
+    assert kinds(frames)[-4:] == [
         "assistant_message.content_part.done",
         "thread.item.done",
+        "thread.updated",
         "error",
     ]
     assert "took too long" in frames[-1].data["message"]

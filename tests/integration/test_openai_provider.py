@@ -14,7 +14,7 @@ from chatrelay.agents import ChatrelayModelProvider
 from chatrelay.server.turns import Failure
 from tests.conftest import AppFactory, Database, auth, client_for, make_settings
 from tests.integration.helpers import SSE, stored_messages
-from tests.sse import Frame, kinds, parse_sse, turn_kinds, validate_chatkit
+from tests.sse import Frame, done_item, kinds, parse_sse, turn_kinds, validate_chatkit
 
 MODEL = "gpt-4o-mini"
 RESPONSES_URL = "https://api.openai.com/v1/responses"
@@ -190,7 +190,7 @@ async def test_responses_stream_is_relayed_delta_by_delta(
     validate_chatkit(frames)
     assert kinds(frames) == turn_kinds(len(DELTAS))
     assert text_deltas(frames) == DELTAS
-    final = frames[-1].data["item"]
+    final = done_item(frames)
     assert final["content"][0]["text"] == "".join(DELTAS)
     assert final["id"].startswith("msg_") and final["id"] != UPSTREAM_ITEM_ID
     assert UPSTREAM_ITEM_ID not in response.text
@@ -288,14 +288,14 @@ async def test_mid_stream_failure_closes_the_item_and_keeps_partial_text(
     validate_chatkit(frames)
     assert kinds(frames) == turn_kinds(2, error=True)
     assert text_deltas(frames) == ["Partial ", "answer"]
-    assert frames[-2].data["item"]["content"][0]["text"] == "Partial answer"
+    assert done_item(frames)["content"][0]["text"] == "Partial answer"
     assert frames[-1].data["allow_retry"] is True
     stored = await stored_messages(app, frames[0].data["thread"]["id"])
     assert [(m.role, m.status, m.content) for m in stored] == [
         ("user", "completed", "Tell me everything"),
         ("assistant", "incomplete", "Partial answer"),
     ]
-    assert stored[1].id == frames[-2].data["item"]["id"]
+    assert stored[1].id == done_item(frames)["id"]
 
 
 # -- Chat Completions (an OpenAI-compatible server) ------------------------------------------

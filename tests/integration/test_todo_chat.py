@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from chatrelay.store import Task, transaction
 from tests.conftest import auth
 from tests.integration.helpers import SSE, context_of, stored_messages
-from tests.sse import kinds, parse_sse, validate_chatkit
+from tests.sse import done_item, kinds, parse_sse, validate_chatkit
 
 
 async def say(client: httpx.AsyncClient, message: str, user: str = "alice") -> dict[str, Any]:
@@ -99,7 +99,7 @@ async def test_a_tool_turn_streams_the_call_before_the_text(client: httpx.AsyncC
     complete = frames[4].data["update"]["task"]
     assert complete["status_indicator"] == "complete"
     assert '"stream me"' in complete["content"]
-    assert frames[-1].data["item"]["content"][0]["text"].startswith("Added task")
+    assert done_item(frames)["content"][0]["text"].startswith("Added task")
 
 
 async def test_users_never_see_or_touch_each_others_tasks(

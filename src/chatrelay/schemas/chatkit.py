@@ -25,6 +25,7 @@ from chatkit.types import (
     ThreadItemDoneEvent,
     ThreadItemUpdatedEvent,
     ThreadStreamEvent,
+    ThreadUpdatedEvent,
     UserMessageItem,
     UserMessageTextContent,
     Workflow,
@@ -40,6 +41,12 @@ THREAD_STREAM_EVENT: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEv
 
 def thread_created(thread_id: str, created_at: datetime, title: str | None) -> ThreadCreatedEvent:
     return ThreadCreatedEvent(
+        thread=Thread(id=thread_id, created_at=created_at, title=title, items=Page())
+    )
+
+
+def thread_updated(thread_id: str, created_at: datetime, title: str | None) -> ThreadUpdatedEvent:
+    return ThreadUpdatedEvent(
         thread=Thread(id=thread_id, created_at=created_at, title=title, items=Page())
     )
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any, TypeVar
 
 import anyio
 import openai
 from agents import Agent, RunConfig
 from agents.exceptions import AgentsException
+from chatkit.types import ThreadItemDoneEvent
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,11 +37,14 @@ from chatrelay.agents import (
     run_agent,
 )
 from chatrelay.schemas import chatkit as ck
+from chatrelay.server.chatkit_items import user_item
 from chatrelay.server.sse import encode_event
 from chatrelay.server.tool_activity import ToolActivity
-from chatrelay.store import Message, transaction
-from chatrelay.store.repositories import ConversationRepository, MessageRepository
+from chatrelay.server.turn_commit import commit_turn, user_message
+from chatrelay.server.turn_model import Failure, TurnOutcome, TurnSpec
 from chatrelay.store.tables import utcnow
+
+__all__ = ["Failure", "Turn", "TurnOutcome", "TurnRegistry", "TurnSpec"]
 
 logger = logging.getLogger("chatrelay.turns")
 
@@ -69,48 +71,6 @@ async def complete_despite_cancellation(work: Coroutine[Any, Any, T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return task.result()
-
-
-class Failure(Enum):
-    """Why a turn ended without a complete reply."""
-
-    MODEL = "the model is unavailable, please retry"
-    TIMEOUT = "the turn took too long and was stopped"
-    SHUTDOWN = "the server is shutting down, please retry"
-    STORAGE = "the reply could not be saved, please retry"
-    INTERNAL = "internal server error"
-
-
-@dataclass
-class TurnSpec:
-    """Everything a turn needs, resolved by the request before the turn starts."""
-
-    user_id: str
-    conversation_id: str
-    new_conversation: bool
-    conversation_created_at: datetime
-    user_text: str
-    history: list[dict[str, Any]]
-    request_id: str | None
-    metadata: dict[str, Any] | None
-    correlation_id: str
-    user_message_id: str
-    assistant_message_id: str
-    started_at: datetime = field(default_factory=utcnow)
-
-
-@dataclass
-class TurnOutcome:
-    """The turn's reply as committed (or `failure` when it was not completed)."""
-
-    message_id: str
-    text: str
-    created_at: datetime
-    tool_calls: list[dict[str, Any]]
-    usage: UsageTotals
-    status: str
-    failure: Failure | None = None
-    committed: bool = False
 
 
 class Turn:
@@ -191,11 +151,8 @@ class Turn:
             self._publish(
                 ck.thread_created(spec.conversation_id, spec.conversation_created_at, None)
             )
-        self._publish(
-            ck.user_message_done(
-                spec.user_message_id, spec.conversation_id, spec.started_at, spec.user_text
-            )
-        )
+        if not spec.retry:
+            self._publish(ThreadItemDoneEvent(item=user_item(user_message(spec))))
         failure: Failure | None = None
         try:
             async with asyncio.timeout(self._timeout):
@@ -268,7 +225,7 @@ class Turn:
         )
         try:
             if failure is None or has_output:
-                outcome.committed = await self._commit(outcome)
+                outcome.committed = await commit_turn(self._sessions, spec, outcome)
                 if not outcome.committed:
                     outcome.failure = Failure.STORAGE
             if outcome.committed:
@@ -277,6 +234,13 @@ class Turn:
                 self._publish(
                     ck.assistant_message_done(item_id, spec.conversation_id, created_at, text)
                 )
+                if spec.new_conversation and spec.title:
+                    # As ChatKit's server does: the new title once the turn is done.
+                    self._publish(
+                        ck.thread_updated(
+                            spec.conversation_id, spec.conversation_created_at, spec.title
+                        )
+                    )
             if outcome.failure is not None:
                 self._publish(
                     ck.stream_error(
@@ -286,66 +250,6 @@ class Turn:
         finally:
             self._close()
             self.outcome.set_result(outcome)
-
-    async def _commit(self, outcome: TurnOutcome) -> bool:
-        spec = self.spec
-        try:
-            async with transaction(self._sessions) as db:
-                conversations = ConversationRepository(db, spec.user_id)
-                if spec.new_conversation:
-                    # Created with its first turn: a failed first turn leaves nothing behind.
-                    await conversations.add(
-                        spec.conversation_id,
-                        created_at=spec.conversation_created_at,
-                        updated_at=outcome.created_at,
-                        metadata=spec.metadata,
-                    )
-                elif not await conversations.touch(spec.conversation_id, outcome.created_at):
-                    logger.warning(
-                        "conversation %s vanished mid-turn; reply dropped (correlation_id=%s)",
-                        spec.conversation_id,
-                        spec.correlation_id,
-                    )
-                    return False
-                MessageRepository(db).add_all(self._messages(outcome))
-        except Exception:
-            logger.exception(
-                "could not commit turn of conversation %s (correlation_id=%s)",
-                spec.conversation_id,
-                spec.correlation_id,
-            )
-            return False
-        return True
-
-    def _messages(self, outcome: TurnOutcome) -> list[Message]:
-        spec = self.spec
-        user = Message(
-            id=spec.user_message_id,
-            conversation_id=spec.conversation_id,
-            role="user",
-            content=spec.user_text,
-            status="completed",
-            request_id=spec.request_id,
-            meta=spec.metadata,
-            created_at=spec.started_at,
-        )
-        assistant = Message(
-            id=outcome.message_id,
-            conversation_id=spec.conversation_id,
-            role="assistant",
-            # Postgres text cannot hold NUL; a model may still emit one.
-            content=outcome.text.replace("\x00", ""),
-            status=outcome.status,
-            tool_calls=outcome.tool_calls,
-            usage={
-                "input_tokens": outcome.usage.input_tokens,
-                "output_tokens": outcome.usage.output_tokens,
-                "total_tokens": outcome.usage.total_tokens,
-            },
-            request_id=spec.request_id,
-            created_at=outcome.created_at,
-        )
-        return [user, assistant]
 
 
 class TurnRegistry:

@@ -22,6 +22,7 @@ class Conversation(SQLModel, table=True):
     """One chat thread, owned by one user."""
 
     __tablename__ = "conversations"
+    __table_args__ = (sa.Index("ix_conversations_user_created", "user_id", "created_at"),)
 
     id: str = Field(primary_key=True, max_length=64)
     user_id: str = Field(index=True, max_length=255)
@@ -60,6 +61,8 @@ class Message(SQLModel, table=True):
     usage: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
     request_id: str | None = Field(default=None, max_length=255)
     meta: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", sa.JSON))
+    parts: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    """A user message's ChatKit input (content parts, quoted text, inference options)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
 
 
@@ -80,3 +83,23 @@ class Task(SQLModel, table=True):
     completed: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+
+
+class Feedback(SQLModel, table=True):
+    """The user's thumbs up or down on an item (the latest one counts)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('positive', 'negative')", name="ck_feedback_kind"),
+    )
+
+    conversation_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(64),
+            sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    item_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)

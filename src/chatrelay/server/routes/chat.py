@@ -34,6 +34,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+TITLE_WORDS, TITLE_CHARS = 8, 60
+
+
+def title_for(first_message: str) -> str:
+    """A new conversation's default title: the first words of its first message."""
+    words = first_message.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title
+
+
 @dataclass
 class ResolvedConversation:
     conversation_id: str
@@ -82,6 +96,7 @@ def start_turn(
         correlation_id=current_request_id(),
         user_message_id=new_id("msg"),
         assistant_message_id=new_id("msg"),
+        title=title_for(request.message) if resolved.is_new else None,
     )
     turn = Turn(
         spec,

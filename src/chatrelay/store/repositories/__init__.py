@@ -1,7 +1,14 @@
 """User-scoped data access, one module per aggregate."""
 
 from chatrelay.store.repositories.conversations import ConversationRepository
+from chatrelay.store.repositories.feedback import FeedbackRepository
 from chatrelay.store.repositories.messages import MessageRepository
 from chatrelay.store.repositories.tasks import TaskRepository, TaskStatus
 
-__all__ = ["ConversationRepository", "MessageRepository", "TaskRepository", "TaskStatus"]
+__all__ = [
+    "ConversationRepository",
+    "FeedbackRepository",
+    "MessageRepository",
+    "TaskRepository",
+    "TaskStatus",
+]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay.store.repositories._keyset import keyset_after
 from chatrelay.store.tables import Conversation
 
 
@@ -33,10 +34,12 @@ class ConversationRepository:
         created_at: datetime,
         updated_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        title: str | None = None,
     ) -> Conversation:
         conversation = Conversation(
             id=conversation_id,
             user_id=self._user_id,
+            title=title,
             created_at=created_at,
             updated_at=updated_at or created_at,
             meta=metadata or {},
@@ -57,3 +60,33 @@ class ConversationRepository:
         )
         result = await self._db.exec(statement)
         return bool(result.rowcount)
+
+    async def page(
+        self, limit: int, order: Literal["asc", "desc"], after: str | None
+    ) -> tuple[list[Conversation], bool]:
+        """One page of the user's conversations by creation time, and whether more follow.
+
+        `after` is the id of the last conversation of the previous page; an id that is not
+        this user's raises `LookupError`, exactly like one that does not exist.
+        """
+        statement = select(Conversation).where(col(Conversation.user_id) == self._user_id)
+        key = (col(Conversation.created_at), col(Conversation.id))
+        if after is not None:
+            cursor = await self.get(after)
+            if cursor is None:
+                raise LookupError(after)
+            statement = statement.where(keyset_after(key, (cursor.created_at, cursor.id), order))
+        ordered = [k.desc() if order == "desc" else k.asc() for k in key]
+        rows = list((await self._db.exec(statement.order_by(*ordered).limit(limit + 1))).all())
+        return rows[:limit], len(rows) > limit
+
+    async def rename(self, conversation: Conversation, title: str) -> Conversation:
+        conversation.title = title
+        self._db.add(conversation)
+        await self._db.flush()
+        return conversation
+
+    async def delete(self, conversation: Conversation) -> None:
+        """Delete with its messages and feedback (ON DELETE CASCADE)."""
+        await self._db.delete(conversation)
+        await self._db.flush()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay.store.repositories._keyset import keyset_after
 from chatrelay.store.tables import Message
 
 
@@ -31,3 +34,36 @@ class MessageRepository:
 
     def add_all(self, messages: Sequence[Message]) -> None:
         self._db.add_all(messages)
+
+    async def get(self, conversation_id: str, message_id: str) -> Message | None:
+        statement = select(Message).where(
+            col(Message.conversation_id) == conversation_id, col(Message.id) == message_id
+        )
+        return (await self._db.exec(statement)).first()
+
+    async def from_message(
+        self,
+        conversation_id: str,
+        start: Message | None,
+        order: Literal["asc", "desc"],
+        limit: int,
+    ) -> list[Message]:
+        """Up to `limit` messages in `order`, from `start` (included) or from the first."""
+        key = (col(Message.created_at), col(Message.id))
+        statement = select(Message).where(col(Message.conversation_id) == conversation_id)
+        if start is not None:
+            statement = statement.where(
+                keyset_after(key, (start.created_at, start.id), order, inclusive=True)
+            )
+        ordered = [k.desc() if order == "desc" else k.asc() for k in key]
+        return list((await self._db.exec(statement.order_by(*ordered).limit(limit))).all())
+
+    async def delete_after(self, conversation_id: str, message: Message) -> int:
+        """Delete every message after `message` (a retry replaces them)."""
+        key = (col(Message.created_at), col(Message.id))
+        statement = sa.delete(Message).where(
+            col(Message.conversation_id) == conversation_id,
+            keyset_after(key, (message.created_at, message.id), "asc"),
+        )
+        result = await self._db.exec(statement)
+        return int(result.rowcount or 0)

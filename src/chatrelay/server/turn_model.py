@@ -1,0 +1,60 @@
+"""What a turn is asked to do, and how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from chatrelay.agents import UsageTotals
+from chatrelay.store.tables import utcnow
+
+
+class Failure(Enum):
+    """Why a turn ended without a complete reply."""
+
+    MODEL = "the model is unavailable, please retry"
+    TIMEOUT = "the turn took too long and was stopped"
+    SHUTDOWN = "the server is shutting down, please retry"
+    STORAGE = "the reply could not be saved, please retry"
+    INTERNAL = "internal server error"
+
+
+@dataclass
+class TurnSpec:
+    """Everything a turn needs, resolved by the request before the turn starts."""
+
+    user_id: str
+    conversation_id: str
+    new_conversation: bool
+    conversation_created_at: datetime
+    user_text: str
+    history: list[dict[str, Any]]
+    request_id: str | None
+    metadata: dict[str, Any] | None
+    correlation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    started_at: datetime = field(default_factory=utcnow)
+    user_parts: dict[str, Any] | None = None
+    """ChatKit input of the user message (content parts, quoted text, inference options)."""
+    title: str | None = None
+    """A new conversation's title, announced with `thread.updated` once committed."""
+    retry: bool = False
+    """Regenerate the reply to the existing user message `user_message_id`: the messages after
+    it are replaced, in the finalizer's one transaction."""
+
+
+@dataclass
+class TurnOutcome:
+    """The turn's reply as committed (or `failure` when it was not completed)."""
+
+    message_id: str
+    text: str
+    created_at: datetime
+    tool_calls: list[dict[str, Any]]
+    usage: UsageTotals
+    status: str
+    failure: Failure | None = None
+    committed: bool = False
