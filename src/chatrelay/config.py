@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """Which OpenAI API to call: `chat_completions` for servers (vLLM, Ollama) without Responses."""
     history_limit: int = Field(default=50, ge=1, le=10_000)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    model_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Models a ChatKit client may pick per message (`inference_options.model`)."""
     turn_timeout_seconds: float = Field(default=300.0, gt=0)
     """A turn (all model calls and tools) is cancelled and finalized after this long."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
@@ -57,9 +59,9 @@ class Settings(BaseSettings):
         # `FOO=` in an env file or `${FOO:-}` in compose means "not set", not "the empty string".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "model_allowlist", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 MAX_MESSAGE_CHARS = 10_000
 
@@ -85,3 +85,25 @@ class ChatResponse(BaseModel):
     usage: TokenUsage
     request_id: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+class ChatKitEnvelope(BaseModel):
+    """A ChatKit request (`{"type", "params", "metadata"}`), as on `POST /chatkit`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def _body_kind(value: Any) -> str:
+    is_envelope = isinstance(value, dict) and "type" in value
+    return "chatkit" if is_envelope else "chat"
+
+
+ChatBody = Annotated[
+    Annotated[ChatRequest, Tag("chat")] | Annotated[ChatKitEnvelope, Tag("chatkit")],
+    Discriminator(_body_kind),
+]
+"""The chat endpoint's body: a plain chat request, or a ChatKit envelope (it has `type`)."""

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatrelay.schemas import ChatRequest, ChatResponse, TokenUsage, ToolCallRecord
+from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.context import AppContext
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import NotFound, ServerFault, ServiceUnavailable
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
+from chatrelay.server.routes import chatkit
+from chatrelay.server.turn_launch import history_items, launch, new_id, stream_response, title_for
 from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
-from chatrelay.store import Message, transaction
+from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository, MessageRepository
 from chatrelay.store.tables import as_utc, utcnow
 
@@ -30,35 +30,12 @@ router = APIRouter(tags=["chat"])
 CONVERSATION_NOT_FOUND = "conversation not found"
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-TITLE_WORDS, TITLE_CHARS = 8, 60
-
-
-def title_for(first_message: str) -> str:
-    """A new conversation's default title: the first words of its first message."""
-    words = first_message.split()
-    title = " ".join(words[:TITLE_WORDS])
-    if len(title) > TITLE_CHARS:
-        title = title[: TITLE_CHARS - 1].rstrip() + "…"
-    elif len(words) > TITLE_WORDS:
-        title += "…"
-    return title
-
-
 @dataclass
 class ResolvedConversation:
     conversation_id: str
     created_at: datetime
     is_new: bool
     history: list[dict[str, Any]]
-
-
-def history_items(messages: list[Message]) -> list[dict[str, Any]]:
-    """Stored messages as Agents SDK input items, oldest first."""
-    return [{"role": message.role, "content": message.content} for message in messages]
 
 
 async def resolve_conversation(
@@ -98,30 +75,7 @@ def start_turn(
         assistant_message_id=new_id("msg"),
         title=title_for(request.message) if resolved.is_new else None,
     )
-    turn = Turn(
-        spec,
-        agent=context.agent,
-        run_config=context.run_config,
-        sessions=context.sessions,
-        timeout_seconds=context.settings.turn_timeout_seconds,
-    )
-    context.turns.start(turn)
-    return turn
-
-
-async def _sse_frames(turn: Turn) -> AsyncIterator[ServerSentEvent]:
-    async for sequence, data in turn.events():
-        yield ServerSentEvent(data=data, id=str(sequence))
-
-
-def stream_response(context: AppContext, turn: Turn) -> EventSourceResponse:
-    # Leaving this generator (a client disconnect) does not touch the turn: it runs on.
-    return EventSourceResponse(
-        _sse_frames(turn),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=context.settings.sse_ping_seconds,
-        send_timeout=context.settings.sse_send_timeout_seconds,
-    )
+    return launch(context, spec)
 
 
 def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
@@ -177,10 +131,13 @@ _SSE_EXAMPLE = (
 async def chat(
     context: Context,
     user_id: Annotated[str, Path(min_length=1, max_length=255)],
-    request: Annotated[ChatRequest, Body()],
+    request: Annotated[ChatBody, Body()],
     authorization: AuthorizationHeader = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | ChatResponse:
+    if isinstance(request, ChatKitEnvelope):  # a ChatKit widget pointed at this URL
+        user = authenticate(context, authorization, user_id)
+        return await chatkit.handle(context, user, chatkit.parse_envelope(request.model_dump()))
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
     resolved = await resolve_conversation(context, user, request)

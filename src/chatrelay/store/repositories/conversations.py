@@ -80,7 +80,7 @@ class ConversationRepository:
         rows = list((await self._db.exec(statement.order_by(*ordered).limit(limit + 1))).all())
         return rows[:limit], len(rows) > limit
 
-    async def rename(self, conversation: Conversation, title: str) -> Conversation:
+    async def rename(self, conversation: Conversation, title: str | None) -> Conversation:
         conversation.title = title
         self._db.add(conversation)
         await self._db.flush()

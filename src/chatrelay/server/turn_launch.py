@@ -1,0 +1,65 @@
+"""Starting a turn and streaming it: shared by the plain chat API and the ChatKit protocol."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import RunConfig
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from chatrelay.server.context import AppContext
+from chatrelay.server.turns import Turn, TurnSpec
+from chatrelay.store import Message
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+TITLE_WORDS, TITLE_CHARS = 8, 60
+
+
+def title_for(first_message: str) -> str:
+    """A new conversation's default title: the first words of its first message."""
+    words = first_message.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title
+
+
+def history_items(messages: list[Message]) -> list[dict[str, Any]]:
+    """Stored messages as Agents SDK input items, oldest first."""
+    return [{"role": message.role, "content": message.content} for message in messages]
+
+
+def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
+    """Start the turn in its own task (owned by the registry, not by the request)."""
+    turn = Turn(
+        spec,
+        agent=context.agent,
+        run_config=run_config or context.run_config,
+        sessions=context.sessions,
+        timeout_seconds=context.settings.turn_timeout_seconds,
+    )
+    context.turns.start(turn)
+    return turn
+
+
+async def _sse_frames(turn: Turn) -> AsyncIterator[ServerSentEvent]:
+    async for sequence, data in turn.events():
+        yield ServerSentEvent(data=data, id=str(sequence))
+
+
+def stream_response(context: AppContext, turn: Turn) -> EventSourceResponse:
+    # Leaving this generator (a client disconnect) does not touch the turn: it runs on.
+    return EventSourceResponse(
+        _sse_frames(turn),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=context.settings.sse_ping_seconds,
+        send_timeout=context.settings.sse_send_timeout_seconds,
+    )
