@@ -59,7 +59,13 @@ async def items(client: httpx.AsyncClient, thread_id: str, **params: Any) -> Pag
 
 async def test_threads_create_streams_a_titled_turn(client: httpx.AsyncClient) -> None:
     frames = await stream(client, "threads.create", {"input": user_input("plan my week please")})
-    assert kinds(frames)[:3] == ["thread.created", "thread.item.done", "thread.item.added"]
+    assert kinds(frames)[:4] == [
+        "thread.created",
+        "thread.item.done",
+        "stream_options",  # as ChatKit's server: the widget may offer its stop button
+        "thread.item.added",
+    ]
+    assert frames[2].data["stream_options"] == {"allow_cancel": True}
     assert frames[1].data["item"]["content"] == [
         {"type": "input_text", "text": "plan my week please"}
     ]
@@ -75,7 +81,7 @@ async def test_add_user_message_continues_the_thread(client: httpx.AsyncClient) 
         "threads.add_user_message",
         {"thread_id": thread_id, "input": user_input("and again", quoted_text="hello")},
     )
-    assert kinds(frames)[0] == "thread.item.done"
+    assert kinds(frames)[:2] == ["thread.item.done", "stream_options"]
     assert frames[0].data["item"]["quoted_text"] == "hello"
     assert "thread.created" not in kinds(frames)
 
@@ -182,7 +188,7 @@ async def test_retry_replaces_the_reply_in_one_transaction(
     frames = await stream(
         client, "threads.retry_after_item", {"thread_id": thread_id, "item_id": first_user.id}
     )
-    assert kinds(frames)[0] == "thread.item.added"  # no new user item
+    assert kinds(frames)[:2] == ["stream_options", "thread.item.added"]  # no new user item
     after = await items(client, thread_id, order="asc")
     assert [i.type for i in after.data] == ["user_message", "assistant_message"]
     assert after.data[0].id == first_user.id

@@ -21,7 +21,7 @@ from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import RequestIdMiddleware
-from chatrelay.server.routes import chat, chatkit, health
+from chatrelay.server.routes import chat, chatkit, conversations, health
 from chatrelay.server.turns import TurnRegistry
 from chatrelay.store import create_engine, sessionmaker, upgrade
 from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
@@ -97,6 +97,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(chatkit.router)
+    app.include_router(conversations.router)
     app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
     if settings.cors_origins:
         app.add_middleware(

@@ -97,6 +97,7 @@ async def start_chatkit_turn(
         "metadata": request.metadata or None,
         "correlation_id": current_request_id(),
         "assistant_message_id": new_id("msg"),
+        "stream_options": True,
     }
     match request:
         case ThreadsCreateReq(params=params):

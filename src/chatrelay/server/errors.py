@@ -45,6 +45,10 @@ class NotAcceptable(ChatrelayError):
     status_code = 406
 
 
+class Conflict(ChatrelayError):
+    status_code = 409
+
+
 class ServerFault(ChatrelayError):
     """A 5xx: the body carries the correlation id that is also in the logs."""
 

@@ -19,6 +19,8 @@ class Failure(Enum):
     SHUTDOWN = "the server is shutting down, please retry"
     STORAGE = "the reply could not be saved, please retry"
     INTERNAL = "internal server error"
+    STOPPED = "the turn was stopped"
+    """An explicit stop (the cancel endpoint): not an error, the partial reply is kept."""
 
 
 @dataclass
@@ -41,6 +43,8 @@ class TurnSpec:
     """ChatKit input of the user message (content parts, quoted text, inference options)."""
     title: str | None = None
     """A new conversation's title, announced with `thread.updated` once committed."""
+    stream_options: bool = False
+    """Announce ChatKit `stream_options` (the ChatKit protocol's streams do)."""
     retry: bool = False
     """Regenerate the reply to the existing user message `user_message_id`: the messages after
     it are replaced, in the finalizer's one transaction."""

@@ -21,7 +21,7 @@ import anyio
 import openai
 from agents import Agent, RunConfig
 from agents.exceptions import AgentsException
-from chatkit.types import ThreadItemDoneEvent
+from chatkit.types import StreamOptions, StreamOptionsEvent, ThreadItemDoneEvent
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -73,6 +73,10 @@ async def complete_despite_cancellation(work: Coroutine[Any, Any, T]) -> T:
     return task.result()
 
 
+_STATUS = {None: "completed", Failure.STOPPED: "cancelled"}
+"""The stored status of a reply, by how its turn ended (anything else: `incomplete`)."""
+
+
 class Turn:
     """One running turn: its published events (encoded once, shared by every reader)."""
 
@@ -96,6 +100,7 @@ class Turn:
         self._text: list[str] = []
         self._tools = ToolActivity(spec.assistant_message_id, spec.conversation_id, self._publish)
         self._assistant_created_at: datetime | None = None
+        self._stop_requested = False
         self._trace = RunTrace()
         self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
 
@@ -143,6 +148,10 @@ class Turn:
         )
         self._close()
 
+    def request_stop(self) -> None:
+        """Mark the coming cancellation as the user's stop (not a failure)."""
+        self._stop_requested = True
+
     # -- the task body -------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -153,12 +162,15 @@ class Turn:
             )
         if not spec.retry:
             self._publish(ThreadItemDoneEvent(item=user_item(user_message(spec))))
+        if spec.stream_options:
+            # The widget may show its stop button; a stop is POST .../cancel (see README).
+            self._publish(StreamOptionsEvent(stream_options=StreamOptions(allow_cancel=True)))
         failure: Failure | None = None
         try:
             async with asyncio.timeout(self._timeout):
                 await self._run_model()
         except asyncio.CancelledError:
-            failure = Failure.SHUTDOWN
+            failure = Failure.STOPPED if self._stop_requested else Failure.SHUTDOWN
             raise
         except TimeoutError:
             failure = Failure.TIMEOUT
@@ -220,7 +232,7 @@ class Turn:
             created_at=created_at,
             tool_calls=self._tools.calls,
             usage=self._trace.usage,
-            status="completed" if failure is None else "incomplete",
+            status=_STATUS.get(failure, "incomplete"),
             failure=failure,
         )
         try:
@@ -241,7 +253,7 @@ class Turn:
                             spec.conversation_id, spec.conversation_created_at, spec.title
                         )
                     )
-            if outcome.failure is not None:
+            if outcome.failure not in (None, Failure.STOPPED):
                 self._publish(
                     ck.stream_error(
                         f"{outcome.failure.value} (correlation id: {spec.correlation_id})"
@@ -257,16 +269,39 @@ class TurnRegistry:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_conversation: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
 
     def start(self, turn: Turn) -> None:
-        task = asyncio.create_task(turn.run(), name=f"turn:{turn.spec.conversation_id}")
+        conversation_id = turn.spec.conversation_id
+        task = asyncio.create_task(turn.run(), name=f"turn:{conversation_id}")
         self._tasks.add(task)
+        self._by_conversation[conversation_id] = (turn, task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._forget(conversation_id, done))
         task.add_done_callback(lambda _task: turn.abandon())
+
+    def _forget(self, conversation_id: str, task: asyncio.Task[None]) -> None:
+        entry = self._by_conversation.get(conversation_id)
+        if entry is not None and entry[1] is task:
+            del self._by_conversation[conversation_id]
 
     @property
     def running(self) -> int:
         return len(self._tasks)
+
+    def running_turn(self, conversation_id: str) -> Turn | None:
+        entry = self._by_conversation.get(conversation_id)
+        return entry[0] if entry is not None else None
+
+    def stop(self, conversation_id: str) -> Turn | None:
+        """Stop the conversation's running turn (its run is cancelled, its partial reply kept)."""
+        entry = self._by_conversation.get(conversation_id)
+        if entry is None:
+            return None
+        turn, task = entry
+        turn.request_stop()
+        task.cancel()
+        return turn
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Let running turns finish within the grace period, then cancel (and finalize) the rest."""

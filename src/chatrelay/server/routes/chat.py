@@ -15,7 +15,7 @@ from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.context import AppContext
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import NotFound, ServerFault, ServiceUnavailable
+from chatrelay.server.errors import Conflict, NotFound, ServerFault, ServiceUnavailable
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
@@ -79,7 +79,10 @@ def start_turn(
 
 
 def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
-    if outcome.failure is not None:
+    if outcome.failure is Failure.STOPPED:
+        if not outcome.committed:
+            raise Conflict("the turn was stopped before any reply")
+    elif outcome.failure is not None:
         if outcome.failure is Failure.INTERNAL:
             raise ServerFault(outcome.failure.value)
         raise ServiceUnavailable(outcome.failure.value)
