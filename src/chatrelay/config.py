@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     """Models a ChatKit client may pick per message (`inference_options.model`)."""
     turn_timeout_seconds: float = Field(default=300.0, gt=0)
     """A turn (all model calls and tools) is cancelled and finalized after this long."""
+    turn_lease_seconds: float = Field(default=30.0, ge=1)
+    """A crashed process's hold on a conversation expires after this long."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
     tracing: bool = False

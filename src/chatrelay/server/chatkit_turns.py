@@ -19,9 +19,9 @@ from chatrelay.schemas.chat import MAX_MESSAGE_CHARS
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import ChatrelayError, NotFound
 from chatrelay.server.middleware import current_request_id
-from chatrelay.server.turn_launch import history_items, launch, new_id, stream_response, title_for
+from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
 from chatrelay.server.turns import TurnSpec
-from chatrelay.store import Message, transaction
+from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository, MessageRepository
 from chatrelay.store.tables import as_utc, utcnow
 
@@ -78,19 +78,9 @@ def run_config_for(context: AppContext, options: InferenceOptions) -> RunConfig:
     return config
 
 
-async def _history_before(
-    messages: MessageRepository, conversation_id: str, message: Message | None, limit: int
-) -> list[dict[str, Any]]:
-    if message is None:
-        return history_items(await messages.recent(conversation_id, limit))
-    newest_first = await messages.from_message(conversation_id, message, "desc", limit + 1)
-    return history_items(list(reversed(newest_first[1:])))
-
-
 async def start_chatkit_turn(
     context: AppContext, user_id: str, request: ChatKitTurnRequest
 ) -> Response:
-    limit = context.settings.history_limit
     base: dict[str, Any] = {
         "user_id": user_id,
         "request_id": None,
@@ -109,7 +99,6 @@ async def start_chatkit_turn(
                 new_conversation=True,
                 conversation_created_at=utcnow(),
                 user_text=text,
-                history=[],
                 user_message_id=new_id("msg"),
                 user_parts=input_parts(params.input),
                 title=title_for(text),
@@ -121,14 +110,12 @@ async def start_chatkit_turn(
                 conversation = await ConversationRepository(db, user_id).get(params.thread_id)
                 if conversation is None:
                     raise NotFound("thread not found")
-                history = await _history_before(MessageRepository(db), conversation.id, None, limit)
             spec = TurnSpec(
                 **base,
                 conversation_id=conversation.id,
                 new_conversation=False,
                 conversation_created_at=as_utc(conversation.created_at),
                 user_text=text,
-                history=history,
                 user_message_id=new_id("msg"),
                 user_parts=input_parts(params.input),
             )
@@ -143,7 +130,6 @@ async def start_chatkit_turn(
                     raise NotFound("item not found")
                 if retried.role != "user":
                     raise BadInput(f"item {params.item_id} is not a user message")
-                history = await _history_before(messages, conversation.id, retried, limit)
             options = InferenceOptions.model_validate(
                 (retried.parts or {}).get("inference_options") or {}
             )
@@ -154,11 +140,10 @@ async def start_chatkit_turn(
                 new_conversation=False,
                 conversation_created_at=as_utc(conversation.created_at),
                 user_text=retried.content,
-                history=history,
                 user_message_id=retried.id,
                 started_at=as_utc(retried.created_at),
                 retry=True,
             )
         case _:
             assert_never(request)
-    return stream_response(context, launch(context, spec, config))
+    return stream_response(context, await launch(context, spec, config))

@@ -10,8 +10,12 @@ from agents import RunConfig
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatrelay.server.context import AppContext
+from chatrelay.server.errors import NotFound
+from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
-from chatrelay.store import Message
+from chatrelay.store import Message, transaction
+from chatrelay.store.repositories import MessageRepository
+from chatrelay.store.tables import utcnow
 
 
 def new_id(prefix: str) -> str:
@@ -37,14 +41,47 @@ def history_items(messages: list[Message]) -> list[dict[str, Any]]:
     return [{"role": message.role, "content": message.content} for message in messages]
 
 
-def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
-    """Start the turn in its own task (owned by the registry, not by the request)."""
+async def _history(context: AppContext, spec: TurnSpec) -> list[dict[str, Any]]:
+    """The newest HISTORY_LIMIT messages before this turn's user message, oldest first."""
+    if spec.new_conversation:
+        return []
+    limit = context.settings.history_limit
+    async with transaction(context.sessions) as db:
+        messages = MessageRepository(db)
+        if not spec.retry:
+            return history_items(await messages.recent(spec.conversation_id, limit))
+        retried = await messages.get(spec.conversation_id, spec.user_message_id)
+        if retried is None:
+            raise NotFound("item not found")
+        newest_first = await messages.from_message(spec.conversation_id, retried, "desc", limit + 1)
+        return history_items(list(reversed(newest_first[1:])))
+
+
+async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
+    """Take the conversation's lease (409 when busy), then start the turn in its own task,
+    owned by the registry, not by the request."""
+    lease = TurnLease(
+        context.sessions,
+        spec.conversation_id,
+        holder=spec.assistant_message_id,
+        ttl_seconds=context.settings.turn_lease_seconds,
+    )
+    await lease.acquire()
+    try:
+        # Read under the lease: the previous turn of this conversation is committed by now.
+        spec.history = await _history(context, spec)
+    except BaseException:
+        await lease.release()
+        raise
+    if not spec.retry:
+        spec.started_at = utcnow()  # after every message already in the conversation
     turn = Turn(
         spec,
         agent=context.agent,
         run_config=run_config or context.run_config,
         sessions=context.sessions,
         timeout_seconds=context.settings.turn_timeout_seconds,
+        lease=lease,
     )
     context.turns.start(turn)
     return turn

@@ -32,13 +32,14 @@ class TurnSpec:
     new_conversation: bool
     conversation_created_at: datetime
     user_text: str
-    history: list[dict[str, Any]]
     request_id: str | None
     metadata: dict[str, Any] | None
     correlation_id: str
     user_message_id: str
     assistant_message_id: str
     started_at: datetime = field(default_factory=utcnow)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Filled by `launch()` once the conversation's lease is held."""
     user_parts: dict[str, Any] | None = None
     """ChatKit input of the user message (content parts, quoted text, inference options)."""
     title: str | None = None

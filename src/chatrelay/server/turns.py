@@ -41,6 +41,7 @@ from chatrelay.server.chatkit_items import user_item
 from chatrelay.server.sse import encode_event
 from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.server.turn_commit import commit_turn, user_message
+from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turn_model import Failure, TurnOutcome, TurnSpec
 from chatrelay.store.tables import utcnow
 
@@ -88,12 +89,14 @@ class Turn:
         run_config: RunConfig,
         sessions: async_sessionmaker[AsyncSession],
         timeout_seconds: float,
+        lease: TurnLease | None = None,
     ) -> None:
         self.spec = spec
         self._agent = agent
         self._run_config = run_config
         self._sessions = sessions
         self._timeout = timeout_seconds
+        self._lease = lease
         self._events: list[str] = []
         self._changed = asyncio.Event()
         self._closed = False
@@ -166,6 +169,7 @@ class Turn:
             # The widget may show its stop button; a stop is POST .../cancel (see README).
             self._publish(StreamOptionsEvent(stream_options=StreamOptions(allow_cancel=True)))
         failure: Failure | None = None
+        keeper = asyncio.create_task(self._lease.keep()) if self._lease else None
         try:
             async with asyncio.timeout(self._timeout):
                 await self._run_model()
@@ -182,6 +186,8 @@ class Turn:
             failure = Failure.INTERNAL
             logger.exception("turn failed (correlation_id=%s)", spec.correlation_id)
         finally:
+            if keeper is not None:
+                keeper.cancel()
             # Reached through cancellation too: the finalizer must run to its end.
             await complete_despite_cancellation(self._finalize(failure))
 
@@ -240,6 +246,8 @@ class Turn:
                 outcome.committed = await commit_turn(self._sessions, spec, outcome)
                 if not outcome.committed:
                     outcome.failure = Failure.STORAGE
+            if self._lease is not None:
+                await self._lease.release()  # before the final events: the next turn may start
             if outcome.committed:
                 item_id = spec.assistant_message_id
                 self._publish(ck.content_part_done(item_id, text))

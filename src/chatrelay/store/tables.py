@@ -41,6 +41,14 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
         sa.Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        sa.Index(
+            "ux_messages_conversation_request",
+            "conversation_id",
+            "request_id",
+            unique=True,
+            sqlite_where=sa.text("role = 'user' AND request_id IS NOT NULL"),
+            postgresql_where=sa.text("role = 'user' AND request_id IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -103,3 +111,13 @@ class Feedback(SQLModel, table=True):
     item_id: str = Field(primary_key=True, max_length=64)
     kind: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+
+
+class TurnLease(SQLModel, table=True):
+    """The one running turn of a conversation, across processes; it expires if its holder dies."""
+
+    __tablename__ = "turn_leases"
+
+    conversation_id: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_type=_TIMESTAMP)

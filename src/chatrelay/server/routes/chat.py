@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
@@ -19,10 +19,10 @@ from chatrelay.server.errors import Conflict, NotFound, ServerFault, ServiceUnav
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
-from chatrelay.server.turn_launch import history_items, launch, new_id, stream_response, title_for
+from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
 from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
 from chatrelay.store import transaction
-from chatrelay.store.repositories import ConversationRepository, MessageRepository
+from chatrelay.store.repositories import ConversationRepository
 from chatrelay.store.tables import as_utc, utcnow
 
 router = APIRouter(tags=["chat"])
@@ -35,30 +35,26 @@ class ResolvedConversation:
     conversation_id: str
     created_at: datetime
     is_new: bool
-    history: list[dict[str, Any]]
 
 
 async def resolve_conversation(
     context: AppContext, user_id: str, request: ChatRequest
 ) -> ResolvedConversation:
-    """Load the user's conversation and its recent history, or name a new conversation.
+    """Check the user's conversation, or name a new one.
 
     A new conversation is written by the turn's finalizer, together with its first messages.
     Another user's conversation answers exactly like a missing one (no existence oracle).
     """
     if request.conversation_id is None:
-        return ResolvedConversation(new_id("thr"), utcnow(), True, [])
+        return ResolvedConversation(new_id("thr"), utcnow(), True)
     async with transaction(context.sessions) as db:
         existing = await ConversationRepository(db, user_id).get(request.conversation_id)
         if existing is None:
             raise NotFound(CONVERSATION_NOT_FOUND)
-        recent = await MessageRepository(db).recent(existing.id, context.settings.history_limit)
-        return ResolvedConversation(
-            existing.id, as_utc(existing.created_at), False, history_items(recent)
-        )
+        return ResolvedConversation(existing.id, as_utc(existing.created_at), False)
 
 
-def start_turn(
+async def start_turn(
     context: AppContext, user_id: str, request: ChatRequest, resolved: ResolvedConversation
 ) -> Turn:
     spec = TurnSpec(
@@ -67,7 +63,6 @@ def start_turn(
         new_conversation=resolved.is_new,
         conversation_created_at=resolved.created_at,
         user_text=request.message,
-        history=resolved.history,
         request_id=request.request_id,
         metadata=request.metadata,
         correlation_id=current_request_id(),
@@ -75,7 +70,7 @@ def start_turn(
         assistant_message_id=new_id("msg"),
         title=title_for(request.message) if resolved.is_new else None,
     )
-    return launch(context, spec)
+    return await launch(context, spec)
 
 
 def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
@@ -144,7 +139,7 @@ async def chat(
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
     resolved = await resolve_conversation(context, user, request)
-    turn = start_turn(context, user, request, resolved)
+    turn = await start_turn(context, user, request, resolved)
     if representation is Representation.SSE:
         return stream_response(context, turn)
     # shield(): a client that hangs up cancels this wait, never the turn.

@@ -1,0 +1,67 @@
+"""One turn per conversation: a lease row taken before the turn starts, renewed while it
+runs, released by its finalizer. A process that dies stops renewing, so its lease expires."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from chatrelay.server.errors import ChatrelayError
+from chatrelay.store import transaction
+from chatrelay.store.repositories import LeaseRepository
+
+logger = logging.getLogger("chatrelay.turns")
+
+
+class ConversationBusy(ChatrelayError):
+    status_code = 409
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        retry_after = str(max(1, math.ceil(retry_after_seconds)))
+        super().__init__("conversation busy", headers={"Retry-After": retry_after})
+
+
+class TurnLease:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        conversation_id: str,
+        holder: str,
+        ttl_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._conversation_id = conversation_id
+        self._holder = holder
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    async def acquire(self) -> None:
+        """Take the lease or raise `ConversationBusy` (409 with Retry-After)."""
+        async with transaction(self._sessions) as db:
+            taken = await LeaseRepository(db).acquire(
+                self._conversation_id, self._holder, self._ttl
+            )
+        if not taken:
+            raise ConversationBusy(retry_after_seconds=1)
+
+    async def keep(self) -> None:
+        """Renew until cancelled (run as a task beside the turn)."""
+        interval = self._ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with transaction(self._sessions) as db:
+                    await LeaseRepository(db).renew(self._conversation_id, self._holder, self._ttl)
+            except Exception as exc:  # the next renewal may work; expiry is the safety net
+                logger.warning("could not renew the lease of %s: %s", self._conversation_id, exc)
+
+    async def release(self) -> None:
+        try:
+            async with transaction(self._sessions) as db:
+                await LeaseRepository(db).release(self._conversation_id, self._holder)
+        except Exception as exc:  # it expires on its own
+            logger.warning("could not release the lease of %s: %s", self._conversation_id, exc)
