@@ -21,6 +21,7 @@ from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import RequestIdMiddleware
+from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.routes import chat, chatkit, conversations, health
 from chatrelay.server.turns import TurnRegistry
 from chatrelay.store import create_engine, sessionmaker, upgrade
@@ -81,6 +82,7 @@ def create_app(
                 agent=build_agent(mcp_servers=[todo_for_agent]),
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
+                claims=RequestClaims(),
                 mcp_http=AuthenticatedMCP(settings, todo_over_http),
             )
             _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from chatrelay.agents import TurnContext
 from chatrelay.config import Settings
+from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.turns import TurnRegistry
 
 
@@ -23,5 +24,7 @@ class AppContext:
     agent: Agent[TurnContext]
     run_config: RunConfig
     turns: TurnRegistry
+    claims: RequestClaims
+    """Request ids being served by this process (exactly-once turns)."""
     mcp_http: ASGIApp
     """`/mcp`: the todo MCP server over streamable HTTP, behind bearer auth."""

@@ -18,6 +18,7 @@ from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import Conflict, NotFound, ServerFault, ServiceUnavailable
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
+from chatrelay.server.repeats import find_stored, stored_json, stored_stream
 from chatrelay.server.routes import chatkit
 from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
 from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
@@ -138,9 +139,44 @@ async def chat(
         return await chatkit.handle(context, user, chatkit.parse_envelope(request.model_dump()))
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
-    resolved = await resolve_conversation(context, user, request)
-    turn = await start_turn(context, user, request, resolved)
+    if request.request_id is None:
+        resolved = await resolve_conversation(context, user, request)
+        turn = await start_turn(context, user, request, resolved)
+        return await respond(context, turn, representation)
+    return await exactly_once(context, user, request, representation)
+
+
+async def respond(
+    context: AppContext, turn: Turn, representation: Representation
+) -> Response | ChatResponse:
     if representation is Representation.SSE:
         return stream_response(context, turn)
     # shield(): a client that hangs up cancels this wait, never the turn.
     return json_reply(turn, await asyncio.shield(turn.outcome))
+
+
+async def exactly_once(
+    context: AppContext, user: str, request: ChatRequest, representation: Representation
+) -> Response | ChatResponse:
+    """Serve a request id once: a repeat attaches to the running turn or gets the stored reply."""
+    assert request.request_id is not None
+    key = (user, request.conversation_id, request.request_id)
+    while (pending := context.claims.claim(key)) is not None:
+        running = await asyncio.shield(pending)
+        if running is not None:
+            return await respond(context, running, representation)
+        # The first request ended without a turn: look again (stored by now, or ours to run).
+    turn: Turn | None = None
+    try:
+        stored = await find_stored(context, key)
+        if stored is not None:
+            if representation is Representation.SSE:
+                return stored_stream(context, stored)
+            return stored_json(stored)
+        resolved = await resolve_conversation(context, user, request)
+        turn = await start_turn(context, user, request, resolved)
+    finally:
+        if turn is None:
+            context.claims.abandoned(key)
+    context.claims.started(key, turn)
+    return await respond(context, turn, representation)

@@ -1,0 +1,87 @@
+"""Exactly-once turns: a request id names one turn of a conversation.
+
+A repeat while the turn runs attaches to it (its stream, or its outcome); a repeat after it
+was committed gets the stored reply, the model is not run again. The `(conversation_id,
+request_id)` unique index makes a second pair impossible even across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from chatkit.types import ThreadItemDoneEvent
+from sqlmodel import col, select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
+from chatrelay.server.chatkit_items import items_of
+from chatrelay.server.context import AppContext
+from chatrelay.server.request_claims import RequestKey
+from chatrelay.server.sse import encode_event
+from chatrelay.store import Conversation, Message, transaction
+from chatrelay.store.repositories import MessageRepository
+from chatrelay.store.tables import as_utc
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    request: Message
+    reply: Message
+
+
+async def find_stored(context: AppContext, key: RequestKey) -> StoredReply | None:
+    user_id, conversation_id, request_id = key
+    async with transaction(context.sessions) as db:
+        statement = (
+            select(Message)
+            .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+            .where(
+                col(Conversation.user_id) == user_id,
+                col(Message.role) == "user",
+                col(Message.request_id) == request_id,
+            )
+            .order_by(col(Message.created_at).desc())
+            .limit(1)
+        )
+        if conversation_id is not None:
+            statement = statement.where(col(Message.conversation_id) == conversation_id)
+        request = (await db.exec(statement)).first()
+        if request is None:
+            return None
+        pair = await MessageRepository(db).from_message(request.conversation_id, request, "asc", 2)
+    if len(pair) < 2 or pair[1].role != "assistant":
+        return None
+    return StoredReply(request, pair[1])
+
+
+def stored_json(stored: StoredReply) -> ChatResponse:
+    reply = stored.reply
+    usage = reply.usage or {}
+    return ChatResponse(
+        conversation_id=reply.conversation_id,
+        message_id=reply.id,
+        message=reply.content,
+        response=reply.content,
+        created_at=as_utc(reply.created_at),
+        tool_calls=[ToolCallRecord.model_validate(call) for call in reply.tool_calls],
+        usage=TokenUsage.model_validate(usage),
+        request_id=stored.request.request_id,
+        metadata=stored.request.meta,
+    )
+
+
+async def _stored_frames(stored: StoredReply) -> AsyncIterator[ServerSentEvent]:
+    items = [*items_of(stored.request), *items_of(stored.reply)]
+    for sequence, item in enumerate(items):
+        yield ServerSentEvent(data=encode_event(ThreadItemDoneEvent(item=item)), id=str(sequence))
+
+
+def stored_stream(context: AppContext, stored: StoredReply) -> EventSourceResponse:
+    """The committed turn, as finished items (no model run, no deltas)."""
+    return EventSourceResponse(
+        _stored_frames(stored),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=context.settings.sse_ping_seconds,
+        send_timeout=context.settings.sse_send_timeout_seconds,
+    )
