@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     """A turn (all model calls and tools) is cancelled and finalized after this long."""
     turn_lease_seconds: float = Field(default=30.0, ge=1)
     """A crashed process's hold on a conversation expires after this long."""
+    resume_seconds: float = Field(default=300.0, ge=0)
+    """How long a finished turn's events stay available to a client resuming its stream."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
     tracing: bool = False

@@ -71,7 +71,7 @@ def create_app(
             await todo_for_agent.connect()
             stack.push_async_callback(todo_for_agent.cleanup)
             todo_over_http = await stack.enter_async_context(streamable_http(todo))
-            turns = TurnRegistry()
+            turns = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
             # Registered last, so it runs first: turns finish while their tools still work.
             stack.push_async_callback(turns.shutdown, SHUTDOWN_GRACE_SECONDS)
             app.state.context = AppContext(

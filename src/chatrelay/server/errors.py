@@ -28,6 +28,10 @@ class ChatrelayError(Exception):
             self.headers = headers
 
 
+class BadRequest(ChatrelayError):
+    status_code = 400
+
+
 class Unauthorized(ChatrelayError):
     status_code = 401
     headers = {"WWW-Authenticate": "Bearer"}

@@ -87,15 +87,16 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
     return turn
 
 
-async def _sse_frames(turn: Turn) -> AsyncIterator[ServerSentEvent]:
-    async for sequence, data in turn.events():
+async def _sse_frames(turn: Turn, after: int) -> AsyncIterator[ServerSentEvent]:
+    async for sequence, data in turn.events(after):
         yield ServerSentEvent(data=data, id=str(sequence))
 
 
-def stream_response(context: AppContext, turn: Turn) -> EventSourceResponse:
+def stream_response(context: AppContext, turn: Turn, after: int = -1) -> EventSourceResponse:
+    """The turn's events after sequence id `after`, then the live rest."""
     # Leaving this generator (a client disconnect) does not touch the turn: it runs on.
     return EventSourceResponse(
-        _sse_frames(turn),
+        _sse_frames(turn, after),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=context.settings.sse_ping_seconds,
         send_timeout=context.settings.sse_send_timeout_seconds,

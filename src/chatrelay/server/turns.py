@@ -275,9 +275,12 @@ class Turn:
 class TurnRegistry:
     """Owns every running turn's task, so shutdown can wait for them (and none is orphaned)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_finished_seconds: float = 300.0) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_conversation: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
+        self._keep_finished = keep_finished_seconds
+        self._finished: dict[str, tuple[Turn, float]] = {}
+        """Finished turns by conversation, with the loop time they expire at (for resume)."""
 
     def start(self, turn: Turn) -> None:
         conversation_id = turn.spec.conversation_id
@@ -292,6 +295,24 @@ class TurnRegistry:
         entry = self._by_conversation.get(conversation_id)
         if entry is not None and entry[1] is task:
             del self._by_conversation[conversation_id]
+            expires = asyncio.get_running_loop().time() + self._keep_finished
+            self._finished[conversation_id] = (entry[0], expires)
+        self._expire_finished()
+
+    def _expire_finished(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for conversation_id, (_turn, expires) in list(self._finished.items()):
+            if expires <= now:
+                del self._finished[conversation_id]
+
+    def latest_turn(self, conversation_id: str) -> Turn | None:
+        """The running turn, or the last finished one while its events are kept (resume)."""
+        running = self.running_turn(conversation_id)
+        if running is not None:
+            return running
+        self._expire_finished()
+        entry = self._finished.get(conversation_id)
+        return entry[0] if entry is not None else None
 
     @property
     def running(self) -> int:

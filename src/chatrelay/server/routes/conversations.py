@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from chatrelay.schemas.errors import ErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import Conflict, NotFound
+from chatrelay.server.errors import BadRequest, Conflict, NotFound
+from chatrelay.server.turn_launch import stream_response
 from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository
 
@@ -57,3 +59,43 @@ async def cancel(
         message_id=outcome.message_id if outcome.committed else None,
         status=outcome.status if outcome.committed else "nothing to keep",
     )
+
+
+@router.get(
+    "/api/{user_id}/conversations/{conversation_id}/stream",
+    summary="Resume a turn's stream after `Last-Event-ID` (header or `last_event_id` query)",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The events after the id"},
+        204: {"description": "No running turn, and the last one's events have expired"},
+        404: {"model": ErrorBody, "description": "No such conversation for this user"},
+    },
+)
+async def resume(
+    context: Context,
+    user_id: Annotated[str, Path(min_length=1, max_length=255)],
+    conversation_id: Annotated[str, Path(min_length=1, max_length=64)],
+    authorization: AuthorizationHeader = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Query()] = None,
+) -> Response:
+    user = authenticate(context, authorization, user_id)
+    after = _sequence_id(last_event_id_header or last_event_id)
+    turn = context.turns.latest_turn(conversation_id)
+    if turn is not None and turn.spec.user_id == user:
+        return stream_response(context, turn, after)
+    async with transaction(context.sessions) as db:
+        if await ConversationRepository(db, user).get(conversation_id) is None:
+            raise NotFound("conversation not found")
+    return Response(status_code=204)
+
+
+def _sequence_id(value: str | None) -> int:
+    if value is None or not value.strip():
+        return -1
+    try:
+        sequence = int(value)
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an event id of this stream") from None
+    if sequence < -1:
+        raise BadRequest("Last-Event-ID must be an event id of this stream")
+    return sequence
