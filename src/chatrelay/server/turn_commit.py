@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -75,10 +77,47 @@ async def _write(db: AsyncSession, spec: TurnSpec, outcome: TurnOutcome) -> None
         messages.add_all([user_message(spec), assistant_message(spec, outcome)])
 
 
+COMMIT_BACKOFF_SECONDS = (0.1, 0.5, 2.0)
+"""Waits before the 2nd, 3rd and 4th attempt when the database connection fails."""
+
+
+def _transient(error: Exception) -> bool:
+    """A lost or refused connection (worth retrying), not a constraint or a bug."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    return isinstance(error, OSError | ConnectionError)
+
+
 async def commit_turn(
     sessions: async_sessionmaker[AsyncSession], spec: TurnSpec, outcome: TurnOutcome
 ) -> bool:
-    """Commit the turn in one transaction; False (and logged) when it could not be."""
+    """Commit the turn in one transaction, retrying lost connections with backoff; False (and
+    logged with the correlation id) when it could not be committed."""
+    for attempt, delay in enumerate((0.0, *COMMIT_BACKOFF_SECONDS)):
+        await asyncio.sleep(delay)
+        try:
+            return await _commit_once(sessions, spec, outcome)
+        except Exception as error:
+            if not _transient(error) or attempt == len(COMMIT_BACKOFF_SECONDS):
+                logger.exception(
+                    "could not commit turn of conversation %s (correlation_id=%s)",
+                    spec.conversation_id,
+                    spec.correlation_id,
+                )
+                return False
+            logger.warning(
+                "commit attempt %d of conversation %s failed, retrying: %s (correlation_id=%s)",
+                attempt + 1,
+                spec.conversation_id,
+                error,
+                spec.correlation_id,
+            )
+    return False
+
+
+async def _commit_once(
+    sessions: async_sessionmaker[AsyncSession], spec: TurnSpec, outcome: TurnOutcome
+) -> bool:
     try:
         async with transaction(sessions) as db:
             await _write(db, spec, outcome)
@@ -86,13 +125,6 @@ async def commit_turn(
         logger.warning(
             "%s; reply dropped (conversation %s, correlation_id=%s)",
             problem,
-            spec.conversation_id,
-            spec.correlation_id,
-        )
-        return False
-    except Exception:
-        logger.exception(
-            "could not commit turn of conversation %s (correlation_id=%s)",
             spec.conversation_id,
             spec.correlation_id,
         )

@@ -1,0 +1,77 @@
+"""Database faults: a connection killed while the finalizer commits, and recovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import AppFactory, auth, client_for
+from tests.integration.helpers import SSE, context_of, stored_messages
+from tests.sse import parse_sse, validate_chatkit
+
+
+def _kill_connection_on_insert(engine: Any, fired: list[str], *, every: bool = False) -> None:
+    """The first (or `every`) INSERT INTO messages terminates its own Postgres backend first."""
+
+    def before_cursor_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
+            return
+        if fired and not every:
+            return
+        fired.append(statement)
+        try:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        except Exception:  # the backend is gone: exactly what we wanted
+            pass
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)  # pg_terminate_backend
+async def test_a_connection_killed_mid_commit_is_retried(
+    app_factory: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await app_factory()
+    fired: list[str] = []
+    _kill_connection_on_insert(context_of(app).engine, fired)
+    async with client_for(app) as client:
+        reply = await client.post(
+            "/api/alice/chat", json={"message": "survive this"}, headers=auth()
+        )
+        after = await client.post("/api/alice/chat", json={"message": "and this"}, headers=auth())
+
+    assert fired, "the backend was never killed"
+    assert reply.status_code == 200
+    assert after.status_code == 200
+    assert any("commit attempt 1" in r.getMessage() for r in caplog.records)
+    stored = await stored_messages(app, reply.json()["conversation_id"])
+    assert [m.role for m in stored] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_commit_that_keeps_failing_is_an_error_event_with_the_correlation_id(
+    app_factory: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await app_factory()
+    fired: list[str] = []
+    _kill_connection_on_insert(context_of(app).engine, fired, every=True)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/api/alice/chat",
+            json={"message": "doomed"},
+            headers={**auth(), **SSE, "X-Request-ID": "corr-db-1"},
+        )
+
+    frames = parse_sse(response.text)
+    validate_chatkit(frames)
+    assert frames[-1].type == "error"
+    assert "could not be saved" in frames[-1].data["message"]
+    assert "corr-db-1" in frames[-1].data["message"]
+    assert len(fired) == 4  # the first attempt and three retries
+    assert any(
+        "could not commit" in r.getMessage() and "corr-db-1" in r.getMessage()
+        for r in caplog.records
+    )
+    assert await stored_messages(app) == []
