@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     """Models a ChatKit client may pick per message (`inference_options.model`)."""
     turn_timeout_seconds: float = Field(default=300.0, gt=0)
     """A turn (all model calls and tools) is cancelled and finalized after this long."""
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit: str = "30/minute"
+    """Turns a user may start, in `limits` notation (`30/minute`, `500/day`...)."""
+    rate_limit_storage: str = "async+memory://"
+    """`async+redis://host:6379` to share the limit across processes."""
+    max_streams_per_user: int = Field(default=8, ge=1)
     turn_lease_seconds: float = Field(default=30.0, ge=1)
     """A crashed process's hold on a conversation expires after this long."""
     resume_seconds: float = Field(default=300.0, ge=0)

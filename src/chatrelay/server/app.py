@@ -19,8 +19,9 @@ from chatrelay.agents.inprocess_mcp import InProcessMCPServer
 from chatrelay.config import Settings
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
+from chatrelay.server.limits import UserLimits
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
-from chatrelay.server.middleware import RequestIdMiddleware
+from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.routes import chat, chatkit, conversations, health
 from chatrelay.server.turns import TurnRegistry
@@ -71,6 +72,8 @@ def create_app(
             await todo_for_agent.connect()
             stack.push_async_callback(todo_for_agent.cleanup)
             todo_over_http = await stack.enter_async_context(streamable_http(todo))
+            limits = UserLimits(settings)
+            stack.callback(limits.close)
             turns = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
             # Registered last, so it runs first: turns finish while their tools still work.
             stack.push_async_callback(turns.shutdown, SHUTDOWN_GRACE_SECONDS)
@@ -83,6 +86,7 @@ def create_app(
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
                 claims=RequestClaims(),
+                limits=limits,
                 mcp_http=AuthenticatedMCP(settings, todo_over_http),
             )
             _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
@@ -115,5 +119,6 @@ def create_app(
             ],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

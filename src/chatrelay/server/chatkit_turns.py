@@ -19,7 +19,7 @@ from chatrelay.schemas.chat import MAX_MESSAGE_CHARS
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import ChatrelayError, NotFound
 from chatrelay.server.middleware import current_request_id
-from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
+from chatrelay.server.turn_launch import launch_streaming, new_id, title_for
 from chatrelay.server.turns import TurnSpec
 from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository, MessageRepository
@@ -146,4 +146,4 @@ async def start_chatkit_turn(
             )
         case _:
             assert_never(request)
-    return stream_response(context, await launch(context, spec, config))
+    return await launch_streaming(context, spec, config)

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from chatrelay.agents import TurnContext
 from chatrelay.config import Settings
+from chatrelay.server.limits import UserLimits
 from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.turns import TurnRegistry
 
@@ -25,6 +26,7 @@ class AppContext:
     run_config: RunConfig
     turns: TurnRegistry
     claims: RequestClaims
+    limits: UserLimits
     """Request ids being served by this process (exactly-once turns)."""
     mcp_http: ASGIApp
     """`/mcp`: the todo MCP server over streamable HTTP, behind bearer auth."""

@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import NotFound
+from chatrelay.server.limits import StreamSlot
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
 from chatrelay.store import Message, transaction
@@ -66,6 +67,7 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
         holder=spec.assistant_message_id,
         ttl_seconds=context.settings.turn_lease_seconds,
     )
+    await context.limits.count_turn(spec.user_id)
     await lease.acquire()
     try:
         # Read under the lease: the previous turn of this conversation is committed by now.
@@ -87,16 +89,46 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
     return turn
 
 
-async def _sse_frames(turn: Turn, after: int) -> AsyncIterator[ServerSentEvent]:
-    async for sequence, data in turn.events(after):
-        yield ServerSentEvent(data=data, id=str(sequence))
+class _Frames:
+    """A turn's SSE frames, holding one of the user's stream slots while they flow."""
+
+    def __init__(self, turn: Turn, after: int, slot: StreamSlot) -> None:
+        self._turn = turn
+        self._after = after
+        self._slot = slot
+        slot.release_with(self)
+
+    async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
+        try:
+            async for sequence, data in self._turn.events(self._after):
+                yield ServerSentEvent(data=data, id=str(sequence))
+        finally:
+            self._slot.release()
 
 
-def stream_response(context: AppContext, turn: Turn, after: int = -1) -> EventSourceResponse:
-    """The turn's events after sequence id `after`, then the live rest."""
-    # Leaving this generator (a client disconnect) does not touch the turn: it runs on.
+async def launch_streaming(
+    context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None
+) -> EventSourceResponse:
+    """Start a turn whose answer is its stream; 429 before anything starts when the user
+    already has too many streams open."""
+    slot = context.limits.reserve_stream(spec.user_id)
+    try:
+        turn = await launch(context, spec, run_config)
+    except BaseException:
+        slot.release()
+        raise
+    return stream_response(context, turn, slot=slot)
+
+
+def stream_response(
+    context: AppContext, turn: Turn, after: int = -1, slot: StreamSlot | None = None
+) -> EventSourceResponse:
+    """The turn's events after sequence id `after`, then the live rest (429 when the user
+    has too many streams open and no slot was reserved)."""
+    slot = slot or context.limits.reserve_stream(turn.spec.user_id)
+    # Leaving the frames (a client disconnect) does not touch the turn: it runs on.
     return EventSourceResponse(
-        _sse_frames(turn, after),
+        _Frames(turn, after, slot),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=context.settings.sse_ping_seconds,
         send_timeout=context.settings.sse_send_timeout_seconds,

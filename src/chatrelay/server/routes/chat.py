@@ -16,6 +16,7 @@ from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.context import AppContext
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import Conflict, NotFound, ServerFault, ServiceUnavailable
+from chatrelay.server.limits import StreamSlot
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.repeats import find_stored, stored_json, stored_stream
@@ -140,17 +141,41 @@ async def chat(
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
     if request.request_id is None:
-        resolved = await resolve_conversation(context, user, request)
-        turn = await start_turn(context, user, request, resolved)
-        return await respond(context, turn, representation)
+        slot = _reserve_stream(context, user, representation)
+        turn = await _start_or_release(context, user, request, slot)
+        return await respond(context, turn, representation, slot)
     return await exactly_once(context, user, request, representation)
 
 
+def _reserve_stream(
+    context: AppContext, user: str, representation: Representation
+) -> StreamSlot | None:
+    """Before any turn starts: a refused stream (429) must not leave a turn running."""
+    if representation is Representation.SSE:
+        return context.limits.reserve_stream(user)
+    return None
+
+
+async def _start_or_release(
+    context: AppContext, user: str, request: ChatRequest, slot: StreamSlot | None
+) -> Turn:
+    try:
+        resolved = await resolve_conversation(context, user, request)
+        return await start_turn(context, user, request, resolved)
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+
+
 async def respond(
-    context: AppContext, turn: Turn, representation: Representation
+    context: AppContext,
+    turn: Turn,
+    representation: Representation,
+    slot: StreamSlot | None = None,
 ) -> Response | ChatResponse:
     if representation is Representation.SSE:
-        return stream_response(context, turn)
+        return stream_response(context, turn, slot=slot)
     # shield(): a client that hangs up cancels this wait, never the turn.
     return json_reply(turn, await asyncio.shield(turn.outcome))
 
@@ -173,10 +198,10 @@ async def exactly_once(
             if representation is Representation.SSE:
                 return stored_stream(context, stored)
             return stored_json(stored)
-        resolved = await resolve_conversation(context, user, request)
-        turn = await start_turn(context, user, request, resolved)
+        slot = _reserve_stream(context, user, representation)
+        turn = await _start_or_release(context, user, request, slot)
     finally:
         if turn is None:
             context.claims.abandoned(key)
     context.claims.started(key, turn)
-    return await respond(context, turn, representation)
+    return await respond(context, turn, representation, slot)

@@ -1,0 +1,81 @@
+"""Per-user limits: turns per time window (429), and open streams at once (429)."""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections import Counter
+
+from limits import parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from chatrelay.config import Settings
+from chatrelay.server.errors import ChatrelayError
+
+
+class TooManyRequests(ChatrelayError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_seconds: float) -> None:
+        retry_after = str(max(1, math.ceil(retry_after_seconds)))
+        super().__init__(detail, headers={"Retry-After": retry_after})
+
+
+class StreamSlot:
+    """One open stream of a user; released once, however the stream ends."""
+
+    def __init__(self, streams: Counter[str], user_id: str) -> None:
+        self._streams = streams
+        self._user_id = user_id
+        self._held = True
+
+    def release_with(self, stream: object) -> None:
+        """Also release when `stream` is garbage: a response that never started never runs
+        its stream's `finally`."""
+        weakref.finalize(stream, self.release)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._streams[self._user_id] -= 1
+            if self._streams[self._user_id] <= 0:
+                del self._streams[self._user_id]
+
+
+class UserLimits:
+    def __init__(self, settings: Settings) -> None:
+        # Async storage: in-process memory by default, Redis (`async+redis://`) across processes.
+        self._storage = storage_from_string(settings.rate_limit_storage)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._turns = parse(settings.rate_limit)
+        self._max_streams = settings.max_streams_per_user
+        self._streams: Counter[str] = Counter()
+
+    async def count_turn(self, user_id: str) -> None:
+        """Count a new turn of the user, or raise 429 with Retry-After when over the limit."""
+        if await self._limiter.hit(self._turns, "turns", user_id):
+            return
+        stats = await self._limiter.get_window_stats(self._turns, "turns", user_id)
+        raise TooManyRequests("rate limit exceeded", stats.reset_time - time.time())
+
+    def reserve_stream(self, user_id: str) -> StreamSlot:
+        """Hold one of the user's stream slots, or raise 429 when all are taken.
+
+        Reserved before a turn starts, so a refused stream never leaves a turn running.
+        """
+        if self._streams[user_id] >= self._max_streams:
+            raise TooManyRequests("too many open streams", retry_after_seconds=1)
+        self._streams[user_id] += 1
+        return StreamSlot(self._streams, user_id)
+
+    def open_streams(self, user_id: str) -> int:
+        return self._streams[user_id]
+
+    def close(self) -> None:
+        """Close the Redis connections, if any (`limits` has no public close)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
