@@ -122,6 +122,9 @@ async def test_tool_calls_come_back_as_workflow_items(client: httpx.AsyncClient)
     reloaded = [item.model_dump(mode="json", exclude_none=True) for item in page.data]
     assert [i["type"] for i in reloaded] == ["user_message", "workflow", "assistant_message"]
     assert [i["id"] for i in reloaded] == [i["id"] for i in streamed]
+    # Regression: the workflow streamed with the first tool call's time, reloaded with the
+    # reply's; a client's cached item and the reloaded one must be the same item.
+    assert reloaded == streamed
     assert reloaded[1]["workflow"]["tasks"][0]["title"] == "add_task"
 
 

@@ -12,7 +12,6 @@ from chatkit.types import CustomTask
 from pydantic import BaseModel
 
 from chatrelay.schemas import chatkit as ck
-from chatrelay.store.tables import utcnow
 
 RESULT_PREVIEW_CHARS = 300
 
@@ -31,11 +30,16 @@ def result_preview(result: Any) -> str:
 
 class ToolActivity:
     def __init__(
-        self, assistant_message_id: str, thread_id: str, publish: Callable[[BaseModel], None]
+        self,
+        assistant_message_id: str,
+        thread_id: str,
+        publish: Callable[[BaseModel], None],
+        reply_time: Callable[[], datetime],
     ) -> None:
         self._item_id = workflow_id_for(assistant_message_id)
         self._thread_id = thread_id
         self._publish = publish
+        self._reply_time = reply_time
         self._records: dict[str, dict[str, Any]] = {}
         self._tasks: list[CustomTask] = []
         self._created_at: datetime | None = None
@@ -54,7 +58,7 @@ class ToolActivity:
         self._tasks.append(task)
         self._publish(ck.tool_progress(tool_name))
         if self._created_at is None:
-            self._created_at = utcnow()
+            self._created_at = self._reply_time()  # as reloaded: the reply's timestamp
             self._open = True
             self._publish(ck.workflow_added(self._item_id, self._thread_id, self._created_at, task))
         else:

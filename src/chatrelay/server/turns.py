@@ -101,8 +101,11 @@ class Turn:
         self._changed = asyncio.Event()
         self._closed = False
         self._text: list[str] = []
-        self._tools = ToolActivity(spec.assistant_message_id, spec.conversation_id, self._publish)
-        self._assistant_created_at: datetime | None = None
+        self._tools = ToolActivity(
+            spec.assistant_message_id, spec.conversation_id, self._publish, self._reply_time
+        )
+        self._reply_at: datetime | None = None
+        self._assistant_started = False
         self._stop_requested = False
         self._trace = RunTrace()
         self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
@@ -208,17 +211,22 @@ class Turn:
                 case ToolReturned(call_id=call_id, result=result):
                     self._tools.returned(call_id, result)
 
+    def _reply_time(self) -> datetime:
+        """The reply's timestamp: its first output (a tool call or text), for every item the
+        reply stands for, streamed and reloaded alike."""
+        if self._reply_at is None:
+            # Strictly after the user message, so history ordering never depends on ids.
+            self._reply_at = max(utcnow(), self.spec.started_at + timedelta(microseconds=1))
+        return self._reply_at
+
     def _start_assistant_message(self) -> None:
-        if self._assistant_created_at is not None:
+        if self._assistant_started:
             return
+        self._assistant_started = True
         self._tools.close()  # tool work is over once the reply's text begins
-        # Strictly after the user message, so history ordering never depends on ids.
-        self._assistant_created_at = max(utcnow(), self.spec.started_at + timedelta(microseconds=1))
         item_id = self.spec.assistant_message_id
         self._publish(
-            ck.assistant_message_added(
-                item_id, self.spec.conversation_id, self._assistant_created_at
-            )
+            ck.assistant_message_added(item_id, self.spec.conversation_id, self._reply_time())
         )
         self._publish(ck.content_part_added(item_id))
 
@@ -231,7 +239,7 @@ class Turn:
         has_output = bool(self._text or self._tools.calls)
         if failure is None or has_output:
             self._start_assistant_message()  # a reply with no text still gets its item
-        created_at = self._assistant_created_at or utcnow()
+        created_at = self._reply_time()
         outcome = TurnOutcome(
             message_id=spec.assistant_message_id,
             text=text,
