@@ -3,6 +3,7 @@ strictly against chatkit.types."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -12,7 +13,8 @@ from fastapi import FastAPI
 from pydantic import TypeAdapter
 
 from tests.conftest import AppFactory, auth, client_for
-from tests.integration.helpers import stored_conversations, stored_messages
+from tests.fakes.models import FaultyModel, SingleModelProvider
+from tests.integration.helpers import context_of, stored_conversations, stored_messages
 from tests.sse import Frame, done_item, kinds, parse_sse, validate_chatkit
 
 THREAD: TypeAdapter[Thread] = TypeAdapter(Thread)
@@ -281,3 +283,30 @@ async def test_the_chat_url_speaks_the_envelope_too(app_factory: AppFactory) -> 
     assert wrong_user.status_code == 403
     assert no_token.status_code == 401
     assert no_token.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_stopped_chatkit_turn_keeps_its_partial_reply(app_factory: AppFactory) -> None:
+    gate = asyncio.Event()
+    model = FaultyModel(after_deltas=2, gate=gate)
+    app = await app_factory(SingleModelProvider(model))
+    async with client_for(app) as client:
+        streaming = asyncio.create_task(
+            send(client, "threads.create", {"input": user_input("stop me soon")})
+        )
+        await asyncio.wait_for(model.reached.wait(), timeout=10)
+        (thread_id,) = list(context_of(app).turns._by_conversation)
+        stop = await client.post(f"/api/alice/conversations/{thread_id}/cancel", headers=auth())
+        frames = parse_sse((await streaming).text)
+        reloaded = await items(client, thread_id, order="asc")
+
+    validate_chatkit(frames)
+    assert stop.json()["status"] == "cancelled"
+    assert kinds(frames)[-3:] == [
+        "assistant_message.content_part.done",
+        "thread.item.done",
+        "thread.updated",
+    ]
+    assert "error" not in kinds(frames)
+    partial = done_item(frames)
+    assert [i.type for i in reloaded.data] == ["user_message", "assistant_message"]
+    assert reloaded.data[1].model_dump(mode="json", exclude_none=True) == partial
