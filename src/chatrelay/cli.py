@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from chatrelay.config import Settings
+from chatrelay.logs import configure_logging
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.reload:
         # The reloader imports the app in a child process: it builds its own Settings.
         uvicorn.run(
@@ -29,7 +27,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from chatrelay.server import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,  # keep our handlers (JSON by default)
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+    )
     return 0
 
 

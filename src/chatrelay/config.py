@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     tracing: bool = False
     """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    offline_delay_seconds: float = Field(default=0.0, ge=0)
+    """A pause between the offline model's words (demos, and tests of slow streams)."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, running turns get this long to finish before they are stopped and saved."""
 
     @field_validator(
         "auth_secret",

@@ -43,7 +43,9 @@ class ChatrelayModelProvider(ModelProvider):
     ) -> None:
         self._settings = settings
         self._http_client = http_client
-        self._offline = OfflineModel(recognizers, confirmers)
+        self._offline = OfflineModel(
+            recognizers, confirmers, delay_seconds=settings.offline_delay_seconds
+        )
         self._client: AsyncOpenAI | None = None
 
     def get_model(self, model_name: str | None) -> Model:

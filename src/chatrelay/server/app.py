@@ -21,6 +21,7 @@ from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.limits import UserLimits
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
+from chatrelay.server.metrics import Metrics
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.routes import chat, chatkit, conversations, health
@@ -30,8 +31,6 @@ from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
 from chatrelay.tools.todo import acting_as, build_todo_server
 
 logger = logging.getLogger("chatrelay.server")
-
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class _MCPEndpoint:
@@ -76,7 +75,7 @@ def create_app(
             stack.callback(limits.close)
             turns = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
             # Registered last, so it runs first: turns finish while their tools still work.
-            stack.push_async_callback(turns.shutdown, SHUTDOWN_GRACE_SECONDS)
+            stack.push_async_callback(turns.shutdown, settings.shutdown_grace_seconds)
             app.state.context = AppContext(
                 settings=settings,
                 engine=engine,
@@ -87,6 +86,7 @@ def create_app(
                 turns=turns,
                 claims=RequestClaims(),
                 limits=limits,
+                metrics=Metrics(open_streams=limits.open_streams),
                 mcp_http=AuthenticatedMCP(settings, todo_over_http),
             )
             _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up

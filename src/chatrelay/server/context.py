@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from chatrelay.agents import TurnContext
 from chatrelay.config import Settings
 from chatrelay.server.limits import UserLimits
+from chatrelay.server.metrics import Metrics
 from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.turns import TurnRegistry
 
@@ -27,6 +28,7 @@ class AppContext:
     turns: TurnRegistry
     claims: RequestClaims
     limits: UserLimits
+    metrics: Metrics
     """Request ids being served by this process (exactly-once turns)."""
     mcp_http: ASGIApp
     """`/mcp`: the todo MCP server over streamable HTTP, behind bearer auth."""

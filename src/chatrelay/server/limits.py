@@ -70,7 +70,10 @@ class UserLimits:
         self._streams[user_id] += 1
         return StreamSlot(self._streams, user_id)
 
-    def open_streams(self, user_id: str) -> int:
+    def open_streams(self, user_id: str | None = None) -> int:
+        """Open streams of one user, or of everyone."""
+        if user_id is None:
+            return sum(self._streams.values())
         return self._streams[user_id]
 
     def close(self) -> None:

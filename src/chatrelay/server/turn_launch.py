@@ -84,6 +84,7 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
         sessions=context.sessions,
         timeout_seconds=context.settings.turn_timeout_seconds,
         lease=lease,
+        metrics=context.metrics,
     )
     context.turns.start(turn)
     return turn

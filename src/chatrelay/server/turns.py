@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from chatrelay.agents import (
 )
 from chatrelay.schemas import chatkit as ck
 from chatrelay.server.chatkit_items import user_item
+from chatrelay.server.metrics import Metrics
 from chatrelay.server.sse import encode_event
 from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.server.turn_commit import commit_turn, user_message
@@ -90,6 +92,7 @@ class Turn:
         sessions: async_sessionmaker[AsyncSession],
         timeout_seconds: float,
         lease: TurnLease | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.spec = spec
         self._agent = agent
@@ -97,6 +100,8 @@ class Turn:
         self._sessions = sessions
         self._timeout = timeout_seconds
         self._lease = lease
+        self._metrics = metrics
+        self._clock_start = time.perf_counter()
         self._events: list[str] = []
         self._changed = asyncio.Event()
         self._closed = False
@@ -201,6 +206,10 @@ class Turn:
         async for event in run_agent(self._agent, items, context, self._run_config, self._trace):
             match event:
                 case TextDelta(text=text):
+                    if not self._text and self._metrics is not None:
+                        self._metrics.time_to_first_token.observe(
+                            time.perf_counter() - self._clock_start
+                        )
                     self._start_assistant_message()
                     self._text.append(text)
                     self._publish(ck.text_delta(spec.assistant_message_id, text))
@@ -208,6 +217,8 @@ class Turn:
                     self._tools.started(call_id, name)
                 case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
                     self._tools.called(call_id, name, parameters)
+                    if self._metrics is not None:
+                        self._metrics.tool_calls.labels(name).inc()
                 case ToolReturned(call_id=call_id, result=result):
                     self._tools.returned(call_id, result)
 
@@ -278,6 +289,32 @@ class Turn:
         finally:
             self._close()
             self.outcome.set_result(outcome)
+            self._record(outcome)
+
+    def _record(self, outcome: TurnOutcome) -> None:
+        """One log line and the metrics of a finished turn."""
+        ended = "completed" if outcome.failure is None else outcome.failure.name.lower()
+        seconds = time.perf_counter() - self._clock_start
+        logger.info(
+            "turn finished: %s",
+            ended,
+            extra={
+                "correlation_id": self.spec.correlation_id,
+                "user_id": self.spec.user_id,
+                "conversation_id": self.spec.conversation_id,
+                "outcome": ended,
+                "status": outcome.status if outcome.committed else None,
+                "committed": outcome.committed,
+                "duration_ms": round(seconds * 1000, 1),
+                "tool_calls": len(outcome.tool_calls),
+            },
+        )
+        if self._metrics is None:
+            return
+        self._metrics.turns.labels(ended).inc()
+        self._metrics.turn_duration.observe(seconds)
+        if outcome.failure not in (None, Failure.STOPPED):
+            self._metrics.errors.labels(ended).inc()
 
 
 class TurnRegistry:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from chatrelay.server.deps import Context
+from chatrelay.server.metrics import CONTENT_TYPE
 from chatrelay.store import ping
 
 logger = logging.getLogger("chatrelay.server")
@@ -31,3 +32,8 @@ async def readyz(context: Context) -> JSONResponse:
         logger.warning("readiness check failed: %s", exc)
         return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
     return JSONResponse({"status": "ok"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(context: Context) -> Response:
+    return Response(context.metrics.render(), media_type=CONTENT_TYPE)

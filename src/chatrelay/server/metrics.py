@@ -1,0 +1,49 @@
+"""Prometheus metrics, on a registry of the app's own (two apps in one process never clash)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, open_streams: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.turns = Counter(
+            "chatrelay_turns",
+            "Turns by how they ended (completed, stopped, model, timeout, ...)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "chatrelay_time_to_first_token_seconds",
+            "From the start of a turn to its first text delta",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.turn_duration = Histogram(
+            "chatrelay_turn_duration_seconds",
+            "From the start of a turn to its commit",
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.tool_calls = Counter(
+            "chatrelay_tool_calls", "Tool calls by tool", ["tool"], registry=self.registry
+        )
+        self.errors = Counter(
+            "chatrelay_turn_errors", "Failed turns by kind", ["kind"], registry=self.registry
+        )
+        self.active_streams = Gauge(
+            "chatrelay_active_streams", "Open SSE streams", registry=self.registry
+        )
+        self.active_streams.set_function(open_streams)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
