@@ -3,104 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from tests.integration.processes import CLI, cli_token, free_port
 from tests.sse import CHATKIT_EVENT
 
 pytestmark = pytest.mark.slow
-
-CLI = str(Path(sys.executable).with_name("chatrelay"))
-SECRET = "e2e-secret-" + "z" * 40
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AUTH_SECRET": SECRET,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
-        "OPENAI_AGENTS_DISABLE_TRACING": "1",
-    }
-
-
-class Server:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"serve-{self.port}.log"
-        with self.log.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
-            self.process = subprocess.Popen(
-                [CLI, "serve", "--port", str(self.port)],
-                env=env,
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError("chatrelay serve did not become ready")
-
-    def stop(self) -> None:
-        """SIGTERM, as an orchestrator sends it; the lifespan must shut down cleanly."""
-        self.process.send_signal(signal.SIGTERM)
-        # uvicorn re-raises the signal once it has shut down, so -SIGTERM is a clean exit.
-        assert self.process.wait(timeout=30) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in self.log.read_text()
-
-
-@pytest.fixture
-def serve(env: dict[str, str], tmp_path: Path) -> Iterator[type[Server]]:
-    started: list[Server] = []
-
-    def start() -> Server:
-        server = Server(env, tmp_path)
-        started.append(server)
-        return server
-
-    yield start  # type: ignore[misc]
-    for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
-
-
-def _token(env: dict[str, str], cwd: Path, user: str) -> str:
-    result = subprocess.run(
-        [CLI, "token", user, "--ttl", "600"], env=env, cwd=cwd, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def test_stream_json_and_history_across_a_restart(
     serve, env: dict[str, str], tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     server = serve()
-    headers = {"Authorization": f"Bearer {_token(env, tmp_path, 'alice')}"}
+    headers = {"Authorization": f"Bearer {cli_token(env, tmp_path, 'alice')}"}
 
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         with connect_sse(client, "POST", "/api/alice/chat", json={"message": "Hello there"}) as sse:
@@ -144,7 +64,7 @@ def test_production_refuses_to_start_with_a_short_secret(
 ) -> None:
     env = {**env, "ENV": "production", "AUTH_SECRET": "too-short"}
     result = subprocess.run(
-        [CLI, "serve", "--port", str(_free_port())],
+        [CLI, "serve", "--port", str(free_port())],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -1,0 +1,61 @@
+"""Running `chatrelay` as a real process, for the tests where a real socket and signals matter."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+CLI = str(Path(sys.executable).with_name("chatrelay"))
+SECRET = "e2e-secret-" + "z" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"serve-{self.port}.log"
+        with self.log.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
+            self.process = subprocess.Popen(
+                [CLI, "serve", "--port", str(self.port)],
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log.read_text())
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError("chatrelay serve did not become ready")
+
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator sends it; the lifespan must shut down cleanly."""
+        self.process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down, so -SIGTERM is a clean exit.
+        assert self.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in self.log.read_text()
+
+
+def cli_token(env: dict[str, str], cwd: Path, user: str) -> str:
+    result = subprocess.run(
+        [CLI, "token", user, "--ttl", "600"], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
