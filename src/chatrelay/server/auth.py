@@ -11,6 +11,7 @@ from chatrelay.config import Settings
 from chatrelay.server.errors import Unauthorized
 
 ALGORITHMS = ["HS256"]  # an allow-list: never trust the token's own `alg`
+MAX_TOKEN_BYTES = 8192  # real tokens are far smaller; don't spend CPU decoding huge ones
 
 
 def mint_token(settings: Settings, user_id: str, ttl_seconds: int = 3600) -> str:
@@ -31,6 +32,8 @@ def verify_token(settings: Settings, authorization: str | None) -> str:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthorized("invalid token: too large")
     try:
         claims = jwt.decode(
             token.strip(),
