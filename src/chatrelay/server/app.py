@@ -25,6 +25,7 @@ from chatrelay.server.metrics import Metrics
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.routes import chat, chatkit, conversations, health
+from chatrelay.server.turn_buffer import InProcessTurnBuffer
 from chatrelay.server.turns import TurnRegistry
 from chatrelay.store import create_engine, sessionmaker, upgrade
 from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
@@ -84,6 +85,7 @@ def create_app(
                 agent=build_agent(mcp_servers=[todo_for_agent]),
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
+                buffer=InProcessTurnBuffer(turns),
                 claims=RequestClaims(),
                 limits=limits,
                 metrics=Metrics(open_streams=limits.open_streams),

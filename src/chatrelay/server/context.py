@@ -14,6 +14,7 @@ from chatrelay.config import Settings
 from chatrelay.server.limits import UserLimits
 from chatrelay.server.metrics import Metrics
 from chatrelay.server.request_claims import RequestClaims
+from chatrelay.server.turn_buffer import TurnBuffer
 from chatrelay.server.turns import TurnRegistry
 
 
@@ -26,6 +27,8 @@ class AppContext:
     agent: Agent[TurnContext]
     run_config: RunConfig
     turns: TurnRegistry
+    buffer: TurnBuffer
+    """Turn events by sequence id, for resuming streams."""
     claims: RequestClaims
     limits: UserLimits
     metrics: Metrics

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import NotFound
 from chatrelay.server.limits import StreamSlot
+from chatrelay.server.turn_buffer import Events
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
 from chatrelay.store import Message, transaction
@@ -93,15 +94,14 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
 class _Frames:
     """A turn's SSE frames, holding one of the user's stream slots while they flow."""
 
-    def __init__(self, turn: Turn, after: int, slot: StreamSlot) -> None:
-        self._turn = turn
-        self._after = after
+    def __init__(self, events: Events, slot: StreamSlot) -> None:
+        self._events = events
         self._slot = slot
         slot.release_with(self)
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
         try:
-            async for sequence, data in self._turn.events(self._after):
+            async for sequence, data in self._events:
                 yield ServerSentEvent(data=data, id=str(sequence))
         finally:
             self._slot.release()
@@ -122,14 +122,21 @@ async def launch_streaming(
 
 
 def stream_response(
-    context: AppContext, turn: Turn, after: int = -1, slot: StreamSlot | None = None
+    context: AppContext, turn: Turn, slot: StreamSlot | None = None
 ) -> EventSourceResponse:
-    """The turn's events after sequence id `after`, then the live rest (429 when the user
-    has too many streams open and no slot was reserved)."""
-    slot = slot or context.limits.reserve_stream(turn.spec.user_id)
+    """The turn's events from the start, live."""
+    return events_response(context, turn.spec.user_id, turn.events(), slot)
+
+
+def events_response(
+    context: AppContext, user_id: str, events: Events, slot: StreamSlot | None = None
+) -> EventSourceResponse:
+    """Events as SSE frames with their sequence ids (429 when the user has too many streams
+    open and no slot was reserved)."""
+    slot = slot or context.limits.reserve_stream(user_id)
     # Leaving the frames (a client disconnect) does not touch the turn: it runs on.
     return EventSourceResponse(
-        _Frames(turn, after, slot),
+        _Frames(events, slot),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=context.settings.sse_ping_seconds,
         send_timeout=context.settings.sse_send_timeout_seconds,

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from chatrelay.schemas.errors import ErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import BadRequest, Conflict, NotFound
-from chatrelay.server.turn_launch import stream_response
+from chatrelay.server.turn_launch import events_response
 from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository
 
@@ -80,9 +80,9 @@ async def resume(
 ) -> Response:
     user = authenticate(context, authorization, user_id)
     after = _sequence_id(last_event_id_header or last_event_id)
-    turn = context.turns.latest_turn(conversation_id)
-    if turn is not None and turn.spec.user_id == user:
-        return stream_response(context, turn, after)
+    events = context.buffer.replay(conversation_id, user, after)
+    if events is not None:
+        return events_response(context, user, events)
     async with transaction(context.sessions) as db:
         if await ConversationRepository(db, user).get(conversation_id) is None:
             raise NotFound("conversation not found")
