@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from chatrelay.schemas.chat import MAX_MESSAGE_CHARS
 from chatrelay.server.context import AppContext
-from chatrelay.server.errors import ChatrelayError, NotFound
+from chatrelay.server.errors import BadRequest, NotFound
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.turn_launch import launch_streaming, new_id, title_for
 from chatrelay.server.turns import TurnSpec
@@ -26,10 +26,6 @@ from chatrelay.store.repositories import ConversationRepository, MessageReposito
 from chatrelay.store.tables import as_utc, utcnow
 
 ChatKitTurnRequest = ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq
-
-
-class BadInput(ChatrelayError):
-    status_code = 400
 
 
 def input_text(user_input: UserMessageInput) -> str:
@@ -53,14 +49,14 @@ def input_parts(user_input: UserMessageInput) -> dict[str, Any]:
 
 def checked_text(user_input: UserMessageInput) -> str:
     if user_input.attachments:
-        raise BadInput("attachments are not supported by this server yet")
+        raise BadRequest("attachments are not supported by this server yet")
     text = input_text(user_input)
     if not text:
-        raise BadInput("the message is empty")
+        raise BadRequest("the message is empty")
     if len(text) > MAX_MESSAGE_CHARS:
-        raise BadInput(f"the message is longer than {MAX_MESSAGE_CHARS} characters")
+        raise BadRequest(f"the message is longer than {MAX_MESSAGE_CHARS} characters")
     if "\x00" in text:
-        raise BadInput("the message contains NUL characters")
+        raise BadRequest("the message contains NUL characters")
     return text
 
 
@@ -69,7 +65,7 @@ def run_config_for(context: AppContext, options: InferenceOptions) -> RunConfig:
     config = context.run_config
     if options.model and options.model != context.settings.model:
         if options.model not in context.settings.model_allowlist:
-            raise BadInput(f"model {options.model!r} is not allowed on this server")
+            raise BadRequest(f"model {options.model!r} is not allowed on this server")
         config = dataclasses.replace(config, model=options.model)
     if options.tool_choice is not None:
         config = dataclasses.replace(
@@ -129,7 +125,7 @@ async def start_chatkit_turn(
                 if retried is None:
                     raise NotFound("item not found")
                 if retried.role != "user":
-                    raise BadInput(f"item {params.item_id} is not a user message")
+                    raise BadRequest(f"item {params.item_id} is not a user message")
             options = InferenceOptions.model_validate(
                 (retried.parts or {}).get("inference_options") or {}
             )

@@ -6,7 +6,6 @@ to them in the ASGI scope (never taken from the request body or MCP `_meta`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatrelay.config import Settings
 from chatrelay.server.auth import verify_token
 from chatrelay.server.errors import Unauthorized
+from chatrelay.server.middleware import send_json
 from chatrelay.tools.todo import SCOPE_USER_KEY
 
 MCP_PATH = "/mcp"
@@ -37,22 +37,6 @@ async def streamable_http(server: MCPServer) -> AsyncIterator[ASGIApp]:
         yield StreamableHTTPASGIApp(server.session_manager)
 
 
-async def _refuse(send: Send, error: Unauthorized) -> None:
-    body = json.dumps({"detail": error.detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class AuthenticatedMCP:
     """Pure ASGI: verify the bearer token, then pass the request to the MCP transport."""
 
@@ -66,7 +50,7 @@ class AuthenticatedMCP:
         try:
             user_id = verify_token(self._settings, authorization)
         except Unauthorized as error:
-            await _refuse(send, error)
+            await send_json(send, error.status_code, {"detail": error.detail}, error.headers)
             return
         state = {**scope.get("state", {}), SCOPE_USER_KEY: user_id}
         await self._transport({**scope, "state": state}, receive, send)

@@ -6,7 +6,9 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,19 +64,33 @@ class RequestIdMiddleware:
             _request_id.reset(token)
 
 
-async def _send_internal_error(send: Send, request_id: str) -> None:
-    body = json.dumps({"detail": "internal server error", "correlation_id": request_id}).encode()
+async def send_json(
+    send: Send,
+    status: int,
+    content: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """A whole JSON response, for pure ASGI code that answers before any app does."""
+    body = json.dumps(content).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 500,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in (headers or {}).items()
+                ),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_internal_error(send: Send, request_id: str) -> None:
+    await send_json(send, 500, {"detail": "internal server error", "correlation_id": request_id})
 
 
 class BodyLimitMiddleware:
@@ -123,15 +139,4 @@ class BodyLimitMiddleware:
 
 
 async def _send_too_large(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {max_bytes} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, {"detail": f"request body larger than {max_bytes} bytes"})

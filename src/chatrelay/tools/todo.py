@@ -87,8 +87,12 @@ def _user_of(ctx: Context) -> str:
     return user_id
 
 
-def _not_found(task_id: int) -> ToolError:
-    return ToolError(f"task {task_id} not found; use list_tasks to see the valid ids")
+async def _owned(repository: TaskRepository, task_id: int) -> Task:
+    """The user's task, or a tool error the model can relay (another user's id included)."""
+    task = await repository.get(task_id)
+    if task is None:
+        raise ToolError(f"task {task_id} not found; use list_tasks to see the valid ids")
+    return task
 
 
 def build_todo_server(sessions: async_sessionmaker[AsyncSession]) -> MCPServer:
@@ -118,9 +122,7 @@ def build_todo_server(sessions: async_sessionmaker[AsyncSession]) -> MCPServer:
     async def complete_task(ctx: Context, task_id: TaskId) -> TaskOut:
         async with transaction(sessions) as db:
             repository = TaskRepository(db, _user_of(ctx))
-            task = await repository.get(task_id)
-            if task is None:
-                raise _not_found(task_id)
+            task = await _owned(repository, task_id)
             return TaskOut.of(await repository.update(task, completed=True))
 
     @server.tool(description="Change the title and/or description of one of the user's tasks.")
@@ -134,9 +136,7 @@ def build_todo_server(sessions: async_sessionmaker[AsyncSession]) -> MCPServer:
             raise ToolError("nothing to update: give a new title or description")
         async with transaction(sessions) as db:
             repository = TaskRepository(db, _user_of(ctx))
-            task = await repository.get(task_id)
-            if task is None:
-                raise _not_found(task_id)
+            task = await _owned(repository, task_id)
             updated = await repository.update(
                 task, title=title.strip() if title else None, description=description
             )
@@ -146,9 +146,7 @@ def build_todo_server(sessions: async_sessionmaker[AsyncSession]) -> MCPServer:
     async def delete_task(ctx: Context, task_id: TaskId) -> TaskOut:
         async with transaction(sessions) as db:
             repository = TaskRepository(db, _user_of(ctx))
-            task = await repository.get(task_id)
-            if task is None:
-                raise _not_found(task_id)
+            task = await _owned(repository, task_id)
             deleted = TaskOut.of(task)
             await repository.delete(task)
             return deleted

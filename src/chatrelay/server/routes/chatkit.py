@@ -44,7 +44,7 @@ from chatrelay.server.chatkit_items import clamp_limit, items_page, message_id_o
 from chatrelay.server.chatkit_turns import start_chatkit_turn
 from chatrelay.server.context import AppContext
 from chatrelay.server.deps import AuthorizationHeader, Context
-from chatrelay.server.errors import ChatrelayError, NotFound
+from chatrelay.server.errors import BadRequest, NotFound
 from chatrelay.store import transaction
 from chatrelay.store.repositories import (
     ConversationRepository,
@@ -59,10 +59,6 @@ KNOWN_TYPES = frozenset(
     model.model_fields["type"].default for model in get_args(get_args(ChatKitReq)[0])
 )
 THREAD_NOT_FOUND = "thread not found"
-
-
-class UnsupportedRequest(ChatrelayError):
-    status_code = 400
 
 
 def _json(model: BaseModel | dict[str, Any]) -> Response:
@@ -87,7 +83,7 @@ def parse_envelope(body: Any) -> ChatKitReq:
     """The typed request; 400 naming an unknown type, 422 with details for bad params."""
     kind = body.get("type") if isinstance(body, dict) else None
     if kind not in KNOWN_TYPES:
-        raise UnsupportedRequest(f"unsupported ChatKit request type {kind!r}")
+        raise BadRequest(f"unsupported ChatKit request type {kind!r}")
     try:
         return CHATKIT_REQUEST.validate_python(body)
     except ValidationError as exc:
@@ -105,12 +101,12 @@ async def _stream(context: AppContext, user_id: str, request: StreamingReq) -> R
         case ThreadsCreateReq() | ThreadsAddUserMessageReq() | ThreadsRetryAfterItemReq():
             return await start_chatkit_turn(context, user_id, request)
         case ThreadsAddClientToolOutputReq():
-            raise UnsupportedRequest(
+            raise BadRequest(
                 "threads.add_client_tool_output: this server defines no client tools, "
                 "so no thread has a pending client tool call"
             )
         case ThreadsAddStructuredInputReq() | ThreadsCustomActionReq():
-            raise UnsupportedRequest(f"{request.type}: this server defines no widgets or actions")
+            raise BadRequest(f"{request.type}: this server defines no widgets or actions")
         case _:
             assert_never(request)
 
@@ -176,7 +172,7 @@ async def _answer(context: AppContext, user_id: str, request: NonStreamingReq) -
                 | InputTranscribeReq()
                 | ThreadsSyncCustomActionReq()
             ):
-                raise UnsupportedRequest(f"{request.type} is not supported by this server")
+                raise BadRequest(f"{request.type} is not supported by this server")
             case _:
                 assert_never(request)
 
