@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from chatkit.types import ThreadItemDoneEvent
 from sqlmodel import col, select
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
 from chatrelay.server.chatkit_items import items_of
 from chatrelay.server.context import AppContext
 from chatrelay.server.request_claims import RequestKey
-from chatrelay.server.sse import encode_event
+from chatrelay.server.sse import encode_event, frame
 from chatrelay.store import Conversation, Message, transaction
 from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import as_utc
@@ -71,10 +71,10 @@ def stored_json(stored: StoredReply) -> ChatResponse:
     )
 
 
-async def _stored_frames(stored: StoredReply) -> AsyncIterator[ServerSentEvent]:
+async def _stored_frames(stored: StoredReply) -> AsyncIterator[bytes]:
     items = [*items_of(stored.request), *items_of(stored.reply)]
     for sequence, item in enumerate(items):
-        yield ServerSentEvent(data=encode_event(ThreadItemDoneEvent(item=item)), id=str(sequence))
+        yield frame(sequence, encode_event(ThreadItemDoneEvent(item=item)))
 
 
 def stored_stream(context: AppContext, stored: StoredReply) -> EventSourceResponse:

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from agents import RunConfig
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import NotFound
 from chatrelay.server.limits import StreamSlot
+from chatrelay.server.sse import frame
 from chatrelay.server.turn_buffer import Events
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
@@ -99,10 +100,10 @@ class _Frames:
         self._slot = slot
         slot.release_with(self)
 
-    async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for sequence, data in self._events:
-                yield ServerSentEvent(data=data, id=str(sequence))
+                yield frame(sequence, data)
         finally:
             self._slot.release()
 

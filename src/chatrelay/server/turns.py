@@ -40,7 +40,7 @@ from chatrelay.agents import (
 from chatrelay.schemas import chatkit as ck
 from chatrelay.server.chatkit_items import user_item
 from chatrelay.server.metrics import Metrics
-from chatrelay.server.sse import encode_event
+from chatrelay.server.sse import encode_event, encode_text_delta
 from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.server.turn_commit import commit_turn, user_message
 from chatrelay.server.turn_lease import TurnLease
@@ -130,7 +130,10 @@ class Turn:
             await changed.wait()
 
     def _publish(self, event: BaseModel) -> None:
-        self._events.append(encode_event(event))
+        self._publish_data(encode_event(event))
+
+    def _publish_data(self, data: str) -> None:
+        self._events.append(data)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -212,7 +215,7 @@ class Turn:
                         )
                     self._start_assistant_message()
                     self._text.append(text)
-                    self._publish(ck.text_delta(spec.assistant_message_id, text))
+                    self._publish_data(encode_text_delta(spec.assistant_message_id, text))
                 case ToolCallStarted(call_id=call_id, tool_name=name):
                     self._tools.started(call_id, name)
                 case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
