@@ -36,6 +36,7 @@ def test_no_generated_request_makes_a_server_error(env: dict[str, str], tmp_path
             capture_output=True,
             text=True,
             timeout=300,
+            cwd=tmp_path,  # it writes a .schemathesis/ folder where it runs
         )
     finally:
         server.stop()
