@@ -11,8 +11,8 @@ from typing import Protocol
 
 from chatrelay.server.turns import TurnRegistry
 
-Events = AsyncIterator[tuple[int, str]]
-"""(sequence id, encoded ChatKit event), in order."""
+Events = AsyncIterator[list[tuple[int, str]]]
+"""Batches of (sequence id, encoded ChatKit event), in order."""
 
 
 class TurnBuffer(Protocol):
@@ -29,4 +29,4 @@ class InProcessTurnBuffer:
         turn = self._registry.latest_turn(conversation_id)
         if turn is None or turn.spec.user_id != user_id:
             return None
-        return turn.events(after)
+        return turn.batches(after)

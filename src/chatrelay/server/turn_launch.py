@@ -102,8 +102,8 @@ class _Frames:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for sequence, data in self._events:
-                yield frame(sequence, data)
+            async for batch in self._events:
+                yield b"".join(frame(sequence, data) for sequence, data in batch)
         finally:
             self._slot.release()
 
@@ -126,7 +126,7 @@ def stream_response(
     context: AppContext, turn: Turn, slot: StreamSlot | None = None
 ) -> EventSourceResponse:
     """The turn's events from the start, live."""
-    return events_response(context, turn.spec.user_id, turn.events(), slot)
+    return events_response(context, turn.spec.user_id, turn.batches(), slot)
 
 
 def events_response(

@@ -119,15 +119,23 @@ class Turn:
 
     async def events(self, after: int = -1) -> AsyncIterator[tuple[int, str]]:
         """Yield `(sequence id, encoded event)` after `after`, then live ones until the end."""
+        async for batch in self.batches(after):
+            for event in batch:
+                yield event
+
+    async def batches(self, after: int = -1) -> AsyncIterator[list[tuple[int, str]]]:
+        """Like `events()`, but everything published since the last batch at once: a reader
+        that fell behind catches up in one write instead of one per event."""
         index = after + 1
         while True:
-            while index < len(self._events):
-                yield index, self._events[index]
-                index += 1
+            end = len(self._events)
+            if index < end:
+                yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
+                index = end
+                continue
             if self._closed:
                 return
-            changed = self._changed
-            await changed.wait()
+            await self._changed.wait()
 
     def _publish(self, event: BaseModel) -> None:
         self._publish_data(encode_event(event))
