@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from agents import RunConfig
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from chatrelay.server.context import AppContext
@@ -44,20 +45,18 @@ def history_items(messages: list[Message]) -> list[dict[str, Any]]:
     return [{"role": message.role, "content": message.content} for message in messages]
 
 
-async def _history(context: AppContext, spec: TurnSpec) -> list[dict[str, Any]]:
-    """The newest HISTORY_LIMIT messages before this turn's user message, oldest first."""
+async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` messages before this turn's user message, oldest first."""
     if spec.new_conversation:
         return []
-    limit = context.settings.history_limit
-    async with transaction(context.sessions) as db:
-        messages = MessageRepository(db)
-        if not spec.retry:
-            return history_items(await messages.recent(spec.conversation_id, limit))
-        retried = await messages.get(spec.conversation_id, spec.user_message_id)
-        if retried is None:
-            raise NotFound("item not found")
-        newest_first = await messages.from_message(spec.conversation_id, retried, "desc", limit + 1)
-        return history_items(list(reversed(newest_first[1:])))
+    messages = MessageRepository(db)
+    if not spec.retry:
+        return history_items(await messages.recent(spec.conversation_id, limit))
+    retried = await messages.get(spec.conversation_id, spec.user_message_id)
+    if retried is None:
+        raise NotFound("item not found")
+    newest_first = await messages.from_message(spec.conversation_id, retried, "desc", limit + 1)
+    return history_items(list(reversed(newest_first[1:])))
 
 
 async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
@@ -70,13 +69,11 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
         ttl_seconds=context.settings.turn_lease_seconds,
     )
     await context.limits.count_turn(spec.user_id)
-    await lease.acquire()
-    try:
-        # Read under the lease: the previous turn of this conversation is committed by now.
-        spec.history = await _history(context, spec)
-    except BaseException:
-        await lease.release()
-        raise
+    # One transaction: the lease, then the history read under it (the conversation's previous
+    # turn is committed by now). If the read fails, the lease is rolled back with it.
+    async with transaction(context.sessions) as db:
+        await lease.acquire(db)
+        spec.history = await _history(db, spec, context.settings.history_limit)
     if not spec.retry:
         spec.started_at = utcnow()  # after every message already in the conversation
     turn = Turn(

@@ -39,13 +39,9 @@ class TurnLease:
         self._holder = holder
         self._ttl = timedelta(seconds=ttl_seconds)
 
-    async def acquire(self) -> None:
-        """Take the lease or raise `ConversationBusy` (409 with Retry-After)."""
-        async with transaction(self._sessions) as db:
-            taken = await LeaseRepository(db).acquire(
-                self._conversation_id, self._holder, self._ttl
-            )
-        if not taken:
+    async def acquire(self, db: AsyncSession) -> None:
+        """Take the lease in the caller's transaction, or raise `ConversationBusy` (409)."""
+        if not await LeaseRepository(db).acquire(self._conversation_id, self._holder, self._ttl):
             raise ConversationBusy(retry_after_seconds=1)
 
     async def keep(self) -> None:
