@@ -1,4 +1,4 @@
-"""`chatrelay serve | token | migrate`."""
+"""`chatrelay serve | token | migrate | transcript`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from chatrelay.config import Settings
 from chatrelay.logs import configure_logging
+from chatrelay.transcripts.commands import add_transcript_commands
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest version")
     migrate.set_defaults(handler=_migrate)
+    add_transcript_commands(commands)
     return parser
 
 

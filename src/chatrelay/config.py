@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     """A pause between the offline model's words (demos, and tests of slow streams)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM, running turns get this long to finish before they are stopped and saved."""
+    transcript_dir: Path | None = None
+    """Record every streamed response to a transcript file here (secrets redacted). Off if unset."""
 
     @field_validator(
         "auth_secret",
@@ -67,6 +70,7 @@ class Settings(BaseSettings):
         "auth_audience",
         "openai_api_key",
         "openai_base_url",
+        "transcript_dir",
         mode="before",
     )
     @classmethod

@@ -30,6 +30,7 @@ from chatrelay.server.turns import TurnRegistry
 from chatrelay.store import create_engine, sessionmaker, upgrade
 from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
 from chatrelay.tools.todo import acting_as, build_todo_server
+from chatrelay.transcripts.middleware import TranscriptMiddleware
 
 logger = logging.getLogger("chatrelay.server")
 
@@ -123,4 +124,6 @@ def create_app(
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    if settings.transcript_dir is not None:  # outermost: it sees what the client gets
+        app.add_middleware(TranscriptMiddleware, directory=settings.transcript_dir)
     return app

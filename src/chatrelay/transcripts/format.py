@@ -37,6 +37,8 @@ _NOISE_HEADERS = frozenset(
         "user-agent",
         "date",
         "server",
+        # CORS answers depend on the caller's Origin, not on the stream (and replay adds its own).
+        "vary",
     }
 )
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
@@ -47,10 +49,10 @@ def clean_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
     cleaned: dict[str, str] = {}
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name in _NOISE_HEADERS:
+        if name in _NOISE_HEADERS or name.startswith("access-control-"):
             continue
         cleaned[name] = REDACTED if _SECRET_HEADER.search(name) else value
-    return cleaned
+    return dict(sorted(cleaned.items()))  # one order, whatever order the client sent
 
 
 class RecordedRequest(BaseModel):
@@ -122,7 +124,7 @@ class RecordedEvent(BaseModel):
 class Transcript(BaseModel):
     """One exchange: a request and its (streamed) response."""
 
-    version: Literal[1] = FORMAT_VERSION
+    version: Literal[1] = 1
     user: str | None = None
     """Whom the request was made for, when known: `check` mints a token for this user."""
     request: RecordedRequest | None = None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 import httpx
+from pydantic import JsonValue
 
 from chatrelay.transcripts.format import (
     REDACTED,
@@ -28,13 +28,13 @@ def chat_request(user: str, message: str) -> RecordedRequest:
     )
 
 
-def envelope_request(envelope: object) -> RecordedRequest:
+def envelope_request(envelope: JsonValue) -> RecordedRequest:
     """A ChatKit request envelope (`{"type", "params"}`) sent to `/chatkit`."""
     return RecordedRequest(
         method="POST",
         path="/chatkit",
         headers={"accept": "text/event-stream", "content-type": "application/json"},
-        body=envelope,  # type: ignore[arg-type]  # validated as JsonValue by pydantic
+        body=envelope,
     )
 
 

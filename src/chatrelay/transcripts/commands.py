@@ -1,0 +1,239 @@
+"""`chatrelay transcript record | replay | check | validate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from chatrelay.config import Settings
+from chatrelay.transcripts.check import check
+from chatrelay.transcripts.format import Transcript, load, save
+from chatrelay.transcripts.record import chat_request, envelope_request, record
+from chatrelay.transcripts.replay import replay_app, routes_of
+from chatrelay.transcripts.validate import problems
+
+NO_SECRET = (
+    "AUTH_SECRET is not set: a token minted now would not verify against a server. "
+    "Set AUTH_SECRET (or BETTER_AUTH_SECRET), e.g. in .env."
+)
+_TIMEOUT = httpx.Timeout(30.0, read=None)  # a turn may stream for minutes
+
+
+@dataclass
+class _Row:
+    file: Path
+    status: str
+    detail: str = ""
+
+
+def _consoles() -> tuple[Console, Console]:
+    return Console(highlight=False), Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _progress(files: Sequence[Path], what: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when there are many files; yields the `advance` callback."""
+    if len(files) < 2:
+        yield lambda: None
+        return
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(what, total=len(files))
+        yield lambda: progress.advance(task)
+
+
+def _summary(console: Console, rows: list[_Row], title: str) -> None:
+    if len(rows) < 2:
+        return
+    table = Table(title=title)
+    table.add_column("file")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    colours = {"ok": "green", "same": "green", "updated": "yellow"}
+    for row in rows:
+        table.add_row(str(row.file), Text(row.status, colours.get(row.status, "red")), row.detail)
+    console.print(table)
+
+
+def _print_diff(console: Console, text: str) -> None:
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in text.split("\n"):
+        console.print(Text(line, styles.get(line[:1], "")), soft_wrap=True)
+
+
+def _token(settings: Settings, user: str) -> str | None:
+    from chatrelay.server.auth import mint_token
+
+    return f"Bearer {mint_token(settings, user)}" if settings.auth_secret else None
+
+
+def _record(args: argparse.Namespace, settings: Settings) -> int:
+    out, err = _consoles()
+    authorization = _token(settings, args.user)
+    if authorization is None:
+        err.print(NO_SECRET)
+        return 2
+    if args.envelope is not None:
+        request = envelope_request(json.loads(Path(args.envelope).read_text()))
+    else:
+        request = chat_request(args.user, args.message)
+
+    async def run() -> Transcript:
+        async with httpx.AsyncClient(base_url=args.url, timeout=_TIMEOUT) as client:
+            return await record(client, request, authorization=authorization, user=args.user)
+
+    try:
+        transcript = asyncio.run(run())
+    except httpx.HTTPError as exc:
+        err.print(f"cannot record from {args.url}: {exc!r}")
+        return 2
+    save(transcript, Path(args.output))
+    status = transcript.response.status
+    out.print(f"{args.output}: status {status}, {len(transcript.data_events())} events")
+    return 0 if status < 400 else 1
+
+
+def _load_all(paths: Sequence[Path], err: Console) -> list[Transcript] | None:
+    transcripts: list[Transcript] = []
+    for path in paths:
+        try:
+            transcripts.append(load(path))
+        except (OSError, ValueError, ValidationError) as exc:
+            err.print(f"{path}: cannot load: {exc}")
+            return None
+    return transcripts
+
+
+def _replay(args: argparse.Namespace, _settings: Settings) -> int:
+    import uvicorn
+
+    out, err = _consoles()
+    transcripts = _load_all(args.files, err)
+    if transcripts is None:
+        return 2
+    app = replay_app(transcripts, speed=args.speed, default_path=args.path)
+    out.print(f"replaying on http://{args.host}:{args.port} (speed {args.speed}):")
+    for path, route in zip(args.files, routes_of(transcripts, args.path), strict=True):
+        out.print(f"  {route}  <-  {path}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    out, err = _consoles()
+    if not settings.auth_secret:
+        err.print(NO_SECRET)
+        return 2
+    rows = asyncio.run(_check_all(args, settings, out))
+    if len(rows) == 1:
+        out.print(f"{rows[0].file}: {rows[0].status} {rows[0].detail}".rstrip())
+    _summary(out, rows, f"check against {args.url}")
+    if any(row.status == "error" for row in rows):
+        return 2
+    return 1 if any(row.status == "differs" for row in rows) else 0
+
+
+async def _check_all(args: argparse.Namespace, settings: Settings, out: Console) -> list[_Row]:
+    rows: list[_Row] = []
+    ids: dict[str, str] = {}  # carried from file to file: later turns use earlier threads
+    async with httpx.AsyncClient(base_url=args.url, timeout=_TIMEOUT) as client:
+        with _progress(args.files, "checking") as advance:
+            for path in args.files:
+                rows.append(await _check_one(client, path, args, settings, ids, out))
+                advance()
+    return rows
+
+
+async def _check_one(
+    client: httpx.AsyncClient,
+    path: Path,
+    args: argparse.Namespace,
+    settings: Settings,
+    ids: dict[str, str],
+    out: Console,
+) -> _Row:
+    try:
+        expected = load(path)
+        user = args.user or expected.user
+        if expected.request is None:
+            return _Row(path, "error", "a raw stream has no request to re-send")
+        if user is None:
+            return _Row(path, "error", "no user recorded: pass --user")
+        result = await check(
+            client, expected, authorization=_token(settings, user), name=str(path), ids=ids
+        )
+    except (OSError, ValueError, ValidationError, httpx.HTTPError) as exc:
+        return _Row(path, "error", f"{type(exc).__name__}: {exc}")
+    if result.same:
+        return _Row(path, "same")
+    if args.update:
+        save(result.actual, path)
+        return _Row(path, "updated")
+    _print_diff(out, result.diff)
+    changed = sum(1 for line in result.diff.split("\n") if line[:1] in "+-") - 2
+    return _Row(path, "differs", f"{changed} changed lines")
+
+
+def _validate(args: argparse.Namespace, _settings: Settings) -> int:
+    out, _err = _consoles()
+    rows: list[_Row] = []
+    with _progress(args.files, "validating") as advance:
+        for path in args.files:
+            try:
+                found = problems(load(path))
+            except (OSError, ValueError, ValidationError) as exc:
+                found = [f"cannot load: {exc}"]
+            rows.append(_Row(path, "invalid" if found else "ok", "\n".join(found)))
+            advance()
+    for row in rows:
+        if len(rows) == 1 or row.status != "ok":
+            out.print(f"{row.file}: {row.status}")
+            for line in row.detail.splitlines():
+                out.print(f"  {line}", soft_wrap=True)
+    _summary(out, rows, "validate (chatkit.types ThreadStreamEvent)")
+    return 1 if any(row.status != "ok" for row in rows) else 0
+
+
+def add_transcript_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    transcript = commands.add_parser("transcript", help="record, replay, check, validate SSE")
+    sub = transcript.add_subparsers(dest="transcript_command", required=True)
+
+    rec = sub.add_parser("record", help="record one streamed turn to a file (.json or .sse)")
+    rec.add_argument("--url", required=True, help="the server's base URL")
+    rec.add_argument("--user", required=True, help="whom to mint the token for")
+    what = rec.add_mutually_exclusive_group(required=True)
+    what.add_argument("--message", help="send this message to /api/USER/chat")
+    what.add_argument("--envelope", help="send this ChatKit request (a JSON file) to /chatkit")
+    rec.add_argument("-o", "--output", required=True, help="the transcript file to write")
+    rec.set_defaults(handler=_record)
+
+    rep = sub.add_parser("replay", help="serve recorded streams (no model, no database)")
+    rep.add_argument("files", nargs="+", type=Path)
+    rep.add_argument("--host", default="127.0.0.1")
+    rep.add_argument("--port", type=int, default=8001)
+    rep.add_argument("--speed", type=float, default=1.0, help="timing factor; 0 = instant")
+    rep.add_argument("--path", default="/chatkit", help="where raw .sse captures are served")
+    rep.set_defaults(handler=_replay)
+
+    chk = sub.add_parser("check", help="re-send recorded requests, diff the new streams")
+    chk.add_argument("files", nargs="+", type=Path)
+    chk.add_argument("--url", required=True, help="the server's base URL")
+    chk.add_argument("--user", help="mint tokens for this user (default: the recorded one)")
+    chk.add_argument("--update", action="store_true", help="rewrite the files that differ")
+    chk.set_defaults(handler=_check)
+
+    val = sub.add_parser("validate", help="check every event against chatkit.types")
+    val.add_argument("files", nargs="+", type=Path)
+    val.set_defaults(handler=_validate)
