@@ -114,3 +114,37 @@ def environment(repo: Path, packages: Sequence[str] = PACKAGES) -> dict[str, Any
         "git": _git(repo, "describe", "--always", "--dirty"),
         "packages": versions,
     }
+
+
+README_START, README_END = (
+    "<!-- bench:stream_throughput:start -->",
+    "<!-- bench:stream_throughput:end -->",
+)
+
+
+def markdown_table(document: dict[str, Any], results_file: str) -> str:
+    """The README's Performance table for a run: written by the bench, never by hand."""
+    params, summary, env = document["params"], document["summary"], document["environment"]
+    lines = [
+        f"Run {document['started_at']} on {env['cpus']} CPUs ({env['platform']}, Python "
+        f"{env['python']}), git `{env['git']}`: {params['words']}-word replies, "
+        f"{params['trials']} trials x {params['requests_per_trial']} requests per server, "
+        f"interleaved; medians over trials. Raw: `{results_file}`.",
+        "",
+        "| metric | A: bare sse-starlette floor | B: chatrelay (SQLite, offline model) | B/A |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label, scale, fmt in ROWS:
+        floor, relay = (fmt.format(summary[s][key]["median"] * scale) for s in (BASELINE, SUBJECT))
+        lines.append(f"| {label} | {floor} | {relay} | {summary['ratio_b_over_a'][key]:.2f} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Replace the table between the markers; False when the README has no markers."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(text[: start + len(README_START)] + "\n" + table + "\n" + text[end:])
+    return True

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import jwt
 
-from bench.report import environment, print_table, summarise
+from bench.report import environment, markdown_table, print_table, summarise, update_readme
 from bench.servers import Server, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(document, indent=2) + "\n")
     print_table(document)
     print(f"\nraw results: {path.relative_to(REPO)} ({document['duration_s']}s)")
+    if not args.quick:  # a smoke run is too short to publish
+        table = markdown_table(document, str(path.relative_to(REPO)))
+        if update_readme(REPO / "README.md", table):
+            print("README.md: Performance table updated")
     return 0
 
 
