@@ -310,3 +310,10 @@ async def test_a_stopped_chatkit_turn_keeps_its_partial_reply(app_factory: AppFa
     partial = done_item(frames)
     assert [i.type for i in reloaded.data] == ["user_message", "assistant_message"]
     assert reloaded.data[1].model_dump(mode="json", exclude_none=True) == partial
+
+
+@pytest.mark.parametrize("body", [b'{"type": "\xff"}', b'{"type": []}', b"[1, 2]", b"{nope"])
+async def test_malformed_envelopes_are_4xx_not_500(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post("/chatkit", content=body, headers=auth())
+    assert response.status_code in (400, 422)
+    assert "detail" in response.json()

@@ -102,3 +102,23 @@ async def test_the_database_refuses_a_second_pair_for_one_request_id(
                     request_id="req-3",
                 )
             )
+
+
+async def test_a_request_id_reused_for_a_new_conversation_is_a_new_turn(
+    app_factory: AppFactory,
+) -> None:
+    """Regression: a new conversation's request id matched a turn of another conversation."""
+    app = await app_factory()
+    async with client_for(app) as client:
+        first = await client.post("/api/alice/chat", json={"message": "a"}, headers=auth())
+        conversation_id = first.json()["conversation_id"]
+        await client.post(
+            "/api/alice/chat",
+            json={"message": "b", "request_id": "r1", "conversation_id": conversation_id},
+            headers=auth(),
+        )
+        fresh = await client.post(
+            "/api/alice/chat", json={"message": "new topic", "request_id": "r1"}, headers=auth()
+        )
+    assert fresh.json()["conversation_id"] != conversation_id
+    assert fresh.json()["message"].endswith("new topic")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httpx
 
+from chatrelay.server.turn_launch import launch
+from chatrelay.server.turns import Failure, TurnSpec
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
-from tests.integration.helpers import SSE, stored_messages
+from tests.integration.helpers import SSE, context_of, stored_messages
 from tests.sse import done_item, kinds, parse_sse, validate_chatkit
 
 
@@ -119,3 +122,36 @@ async def test_stop_needs_a_running_turn_of_ones_own(app_factory: AppFactory) ->
     assert bobs_try.json() == missing.json()
     assert not_bob.status_code == 403
     assert idle.status_code == 409
+
+
+async def test_a_stop_before_the_turn_ran_releases_its_lease(app_factory: AppFactory) -> None:
+    """Regression: a turn stopped before its first step never ran its finalizer, so its
+    conversation stayed busy (409) until the lease expired."""
+    app = await app_factory()
+    context = context_of(app)
+    async with client_for(app) as client:
+        first = await client.post("/api/alice/chat", json={"message": "one"}, headers=auth())
+        conversation_id = first.json()["conversation_id"]
+        spec = TurnSpec(
+            user_id="alice",
+            conversation_id=conversation_id,
+            new_conversation=False,
+            conversation_created_at=datetime.now(UTC),
+            user_text="two",
+            request_id=None,
+            metadata=None,
+            correlation_id="c",
+            user_message_id="msg_user_two",
+            assistant_message_id="msg_reply_two",
+        )
+        turn = await launch(context, spec)
+        context.turns.stop(conversation_id)  # before the task's first step
+        outcome = await asyncio.wait_for(turn.outcome, timeout=5)
+        await asyncio.sleep(0.05)  # the lease release runs as its own task
+        after = await client.post(
+            "/api/alice/chat",
+            json={"message": "three", "conversation_id": conversation_id},
+            headers=auth(),
+        )
+    assert (outcome.failure, outcome.status) == (Failure.STOPPED, "cancelled")
+    assert after.status_code == 200

@@ -108,6 +108,8 @@ def create_app(
     app.include_router(chatkit.router)
     app.include_router(conversations.router)
     app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
+    # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -122,7 +124,6 @@ def create_app(
             ],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     if settings.transcript_dir is not None:  # outermost: it sees what the client gets
         app.add_middleware(TranscriptMiddleware, directory=settings.transcript_dir)

@@ -31,6 +31,11 @@ class StoredReply:
 
 
 async def find_stored(context: AppContext, key: RequestKey) -> StoredReply | None:
+    """The committed turn this request id names, if any.
+
+    Without a conversation id the request started a conversation, so only a request that
+    is the first message of its conversation counts (ids are scoped per conversation).
+    """
     user_id, conversation_id, request_id = key
     async with transaction(context.sessions) as db:
         statement = (
@@ -42,17 +47,20 @@ async def find_stored(context: AppContext, key: RequestKey) -> StoredReply | Non
                 col(Message.request_id) == request_id,
             )
             .order_by(col(Message.created_at).desc())
-            .limit(1)
         )
         if conversation_id is not None:
             statement = statement.where(col(Message.conversation_id) == conversation_id)
-        request = (await db.exec(statement)).first()
-        if request is None:
+        messages = MessageRepository(db)
+        for request in (await db.exec(statement.limit(20))).all():
+            if conversation_id is None:
+                earlier = await messages.from_message(request.conversation_id, request, "desc", 2)
+                if len(earlier) > 1:
+                    continue  # it continued some conversation: not this new-conversation request
+            pair = await messages.from_message(request.conversation_id, request, "asc", 2)
+            if len(pair) == 2 and pair[1].role == "assistant":
+                return StoredReply(request, pair[1])
             return None
-        pair = await MessageRepository(db).from_message(request.conversation_id, request, "asc", 2)
-    if len(pair) < 2 or pair[1].role != "assistant":
-        return None
-    return StoredReply(request, pair[1])
+    return None
 
 
 def stored_json(stored: StoredReply) -> ChatResponse:

@@ -68,11 +68,11 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
         holder=spec.assistant_message_id,
         ttl_seconds=context.settings.turn_lease_seconds,
     )
-    await context.limits.count_turn(spec.user_id)
     # One transaction: the lease, then the history read under it (the conversation's previous
     # turn is committed by now). If the read fails, the lease is rolled back with it.
     async with transaction(context.sessions) as db:
         await lease.acquire(db)
+        await context.limits.count_turn(spec.user_id)  # a busy conversation costs no quota
         spec.history = await _history(db, spec, context.settings.history_limit)
     if not spec.retry:
         spec.started_at = utcnow()  # after every message already in the conversation

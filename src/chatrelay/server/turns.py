@@ -112,6 +112,7 @@ class Turn:
         self._reply_at: datetime | None = None
         self._assistant_started = False
         self._stop_requested = False
+        self._lease_release: asyncio.Future[None] | None = None
         self._trace = RunTrace()
         self.outcome: asyncio.Future[TurnOutcome] = asyncio.get_running_loop().create_future()
 
@@ -157,6 +158,7 @@ class Turn:
         """
         if self.outcome.done():
             return
+        stopped = self._stop_requested
         self.outcome.set_result(
             TurnOutcome(
                 message_id=self.spec.assistant_message_id,
@@ -164,11 +166,13 @@ class Turn:
                 created_at=utcnow(),
                 tool_calls=[],
                 usage=UsageTotals(),
-                status="incomplete",
-                failure=Failure.SHUTDOWN,
+                status="cancelled" if stopped else "incomplete",
+                failure=Failure.STOPPED if stopped else Failure.SHUTDOWN,
             )
         )
         self._close()
+        if self._lease is not None:  # run() never started, so its finalizer never released it
+            self._lease_release = asyncio.ensure_future(self._lease.release())
 
     def request_stop(self) -> None:
         """Mark the coming cancellation as the user's stop (not a failure)."""

@@ -73,7 +73,7 @@ def _json(model: BaseModel | dict[str, Any]) -> Response:
 def decode_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # invalid JSON or invalid UTF-8
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": str(exc), "input": None}]
         ) from exc
@@ -82,7 +82,7 @@ def decode_json(raw: bytes) -> Any:
 def parse_envelope(body: Any) -> ChatKitReq:
     """The typed request; 400 naming an unknown type, 422 with details for bad params."""
     kind = body.get("type") if isinstance(body, dict) else None
-    if kind not in KNOWN_TYPES:
+    if not isinstance(kind, str) or kind not in KNOWN_TYPES:
         raise BadRequest(f"unsupported ChatKit request type {kind!r}")
     try:
         return CHATKIT_REQUEST.validate_python(body)

@@ -53,7 +53,10 @@ async def cancel(
         raise Conflict("no turn is running in this conversation")
     context.turns.stop(conversation_id)
     # The stream ends with its final events; answer once the partial reply is stored.
-    outcome = await asyncio.wait_for(asyncio.shield(running.outcome), STOP_WAIT_SECONDS)
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(running.outcome), STOP_WAIT_SECONDS)
+    except TimeoutError:  # the stop is under way; its reply is saved when the commit ends
+        return Stopped(conversation_id=conversation_id, message_id=None, status="stopping")
     return Stopped(
         conversation_id=conversation_id,
         message_id=outcome.message_id if outcome.committed else None,
