@@ -19,7 +19,6 @@ from chatrelay.store.repositories import TaskRepository
 from tests.conftest import AppFactory, Database
 from tests.integration.helpers import context_of, stored_messages
 from tests.integration.test_openai_provider import (
-    MODEL,
     RESPONSES_URL,
     TEXT_DELTA,
     Respond,
@@ -29,6 +28,9 @@ from tests.integration.test_openai_provider import (
     sse_body,
     start,
     text_deltas,
+)
+from tests.integration.test_openai_provider import (
+    _response as response_body,
 )
 from tests.sse import Frame, parse_sse, validate_chatkit
 
@@ -45,20 +47,9 @@ TOOLS = {"add_task", "list_tasks", "complete_task", "update_task", "delete_task"
 def _response(
     status: str, output: list[dict[str, Any]], usage: dict[str, int] | None
 ) -> dict[str, Any]:
-    return {
-        "id": "resp_upstream_tools",
-        "object": "response",
-        "created_at": 1_700_000_000,
-        "model": MODEL,
-        "status": status,
-        "output": output,
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "error": None,
-        "incomplete_details": None,
-        "usage": None if usage is None else _usage(usage),
-    }
+    return response_body(
+        status, output, id="resp_upstream_tools", usage=None if usage is None else _usage(usage)
+    )
 
 
 def _usage(counts: dict[str, int]) -> dict[str, Any]:

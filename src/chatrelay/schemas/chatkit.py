@@ -16,7 +16,6 @@ from chatkit.types import (
     CustomSummary,
     CustomTask,
     ErrorEvent,
-    InferenceOptions,
     Page,
     ProgressUpdateEvent,
     Thread,
@@ -26,8 +25,6 @@ from chatkit.types import (
     ThreadItemUpdatedEvent,
     ThreadStreamEvent,
     ThreadUpdatedEvent,
-    UserMessageItem,
-    UserMessageTextContent,
     Workflow,
     WorkflowItem,
     WorkflowTaskAdded,
@@ -49,19 +46,6 @@ def thread_updated(thread_id: str, created_at: datetime, title: str | None) -> T
     return ThreadUpdatedEvent(
         thread=Thread(id=thread_id, created_at=created_at, title=title, items=Page())
     )
-
-
-def user_message_done(
-    item_id: str, thread_id: str, created_at: datetime, text: str
-) -> ThreadItemDoneEvent:
-    item = UserMessageItem(
-        id=item_id,
-        thread_id=thread_id,
-        created_at=created_at,
-        content=[UserMessageTextContent(text=text)],
-        inference_options=InferenceOptions(),
-    )
-    return ThreadItemDoneEvent(item=item)
 
 
 def assistant_message_added(

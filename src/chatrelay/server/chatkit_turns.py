@@ -17,12 +17,13 @@ from fastapi.responses import Response
 
 from chatrelay.schemas.chat import MAX_MESSAGE_CHARS
 from chatrelay.server.context import AppContext
+from chatrelay.server.deps import owned_conversation
 from chatrelay.server.errors import BadRequest, NotFound
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.turn_launch import launch_streaming, new_id, title_for
 from chatrelay.server.turns import TurnSpec
 from chatrelay.store import transaction
-from chatrelay.store.repositories import ConversationRepository, MessageRepository
+from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import as_utc, utcnow
 
 ChatKitTurnRequest = ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq
@@ -103,9 +104,9 @@ async def start_chatkit_turn(
             text = checked_text(params.input)
             config = run_config_for(context, params.input.inference_options)
             async with transaction(context.sessions) as db:
-                conversation = await ConversationRepository(db, user_id).get(params.thread_id)
-                if conversation is None:
-                    raise NotFound("thread not found")
+                conversation = await owned_conversation(
+                    db, user_id, params.thread_id, what="thread"
+                )
             spec = TurnSpec(
                 **base,
                 conversation_id=conversation.id,
@@ -117,9 +118,9 @@ async def start_chatkit_turn(
             )
         case ThreadsRetryAfterItemReq(params=params):
             async with transaction(context.sessions) as db:
-                conversation = await ConversationRepository(db, user_id).get(params.thread_id)
-                if conversation is None:
-                    raise NotFound("thread not found")
+                conversation = await owned_conversation(
+                    db, user_id, params.thread_id, what="thread"
+                )
                 messages = MessageRepository(db)
                 retried = await messages.get(conversation.id, params.item_id)
                 if retried is None:

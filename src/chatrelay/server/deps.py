@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.server.auth import verify_token
 from chatrelay.server.context import AppContext
-from chatrelay.server.errors import Forbidden
+from chatrelay.server.errors import Forbidden, NotFound
+from chatrelay.store import Conversation
+from chatrelay.store.repositories import ConversationRepository
 
 
 def get_context(request: Request) -> AppContext:
@@ -31,3 +34,13 @@ def authenticate(context: AppContext, authorization: str | None, path_user_id: s
     if subject != path_user_id:
         raise Forbidden("the token does not belong to this user")
     return subject
+
+
+async def owned_conversation(
+    db: AsyncSession, user_id: str, conversation_id: str, *, what: str = "conversation"
+) -> Conversation:
+    """The user's conversation, or 404: another user's id answers exactly like a missing one."""
+    conversation = await ConversationRepository(db, user_id).get(conversation_id)
+    if conversation is None:
+        raise NotFound(f"{what} not found")
+    return conversation

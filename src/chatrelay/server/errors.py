@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,11 @@ class ChatrelayError(Exception):
 
 class BadRequest(ChatrelayError):
     status_code = 400
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """A `Retry-After` header: whole seconds, at least one."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 class Unauthorized(ChatrelayError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections import Counter
@@ -12,15 +11,14 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from chatrelay.config import Settings
-from chatrelay.server.errors import ChatrelayError
+from chatrelay.server.errors import ChatrelayError, retry_after
 
 
 class TooManyRequests(ChatrelayError):
     status_code = 429
 
     def __init__(self, detail: str, retry_after_seconds: float) -> None:
-        retry_after = str(max(1, math.ceil(retry_after_seconds)))
-        super().__init__(detail, headers={"Retry-After": retry_after})
+        super().__init__(detail, headers=retry_after(retry_after_seconds))
 
 
 class StreamSlot:

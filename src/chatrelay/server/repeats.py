@@ -18,7 +18,7 @@ from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
 from chatrelay.server.chatkit_items import items_of
 from chatrelay.server.context import AppContext
 from chatrelay.server.request_claims import RequestKey
-from chatrelay.server.sse import encode_event, frame
+from chatrelay.server.sse import encode_event, frame, sse_response
 from chatrelay.store import Conversation, Message, transaction
 from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import as_utc
@@ -87,9 +87,4 @@ async def _stored_frames(stored: StoredReply) -> AsyncIterator[bytes]:
 
 def stored_stream(context: AppContext, stored: StoredReply) -> EventSourceResponse:
     """The committed turn, as finished items (no model run, no deltas)."""
-    return EventSourceResponse(
-        _stored_frames(stored),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=context.settings.sse_ping_seconds,
-        send_timeout=context.settings.sse_send_timeout_seconds,
-    )
+    return sse_response(_stored_frames(stored), context.settings)

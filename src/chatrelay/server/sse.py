@@ -7,8 +7,12 @@ bytes as the pydantic model would (a unit test holds the two together).
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable
 
 from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
+
+from chatrelay.config import Settings
 
 _json_string = json.JSONEncoder(ensure_ascii=False).encode
 _TEXT_DELTA = (
@@ -34,3 +38,13 @@ def frame(sequence: int, data: str) -> bytes:
     provider may send one, escaped) cannot be UTF-8: it becomes "?" instead of an error.
     """
     return f"id: {sequence}\r\ndata: {data}\r\n\r\n".encode("utf-8", "replace")
+
+
+def sse_response(frames: AsyncIterable[bytes], settings: Settings) -> EventSourceResponse:
+    """Frames as a response: no caching, no proxy buffering, keep-alive pings, send timeout."""
+    return EventSourceResponse(
+        frames,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=settings.sse_ping_seconds,
+        send_timeout=settings.sse_send_timeout_seconds,
+    )

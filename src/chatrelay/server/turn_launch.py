@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import NotFound
 from chatrelay.server.limits import StreamSlot
-from chatrelay.server.sse import frame
+from chatrelay.server.sse import frame, sse_response
 from chatrelay.server.turn_buffer import Events
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
@@ -133,9 +133,4 @@ def events_response(
     open and no slot was reserved)."""
     slot = slot or context.limits.reserve_stream(user_id)
     # Leaving the frames (a client disconnect) does not touch the turn: it runs on.
-    return EventSourceResponse(
-        _Frames(events, slot),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=context.settings.sse_ping_seconds,
-        send_timeout=context.settings.sse_send_timeout_seconds,
-    )
+    return sse_response(_Frames(events, slot), context.settings)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from chatrelay.server.errors import ChatrelayError
+from chatrelay.server.errors import ChatrelayError, retry_after
 from chatrelay.store import transaction
 from chatrelay.store.repositories import LeaseRepository
 
@@ -22,8 +21,7 @@ class ConversationBusy(ChatrelayError):
     status_code = 409
 
     def __init__(self, retry_after_seconds: float) -> None:
-        retry_after = str(max(1, math.ceil(retry_after_seconds)))
-        super().__init__("conversation busy", headers={"Retry-After": retry_after})
+        super().__init__("conversation busy", headers=retry_after(retry_after_seconds))
 
 
 class TurnLease:

@@ -14,8 +14,8 @@ from chatrelay.schemas import ChatRequest, ChatResponse, TokenUsage, ToolCallRec
 from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.context import AppContext
-from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import Conflict, NotFound, ServerFault, ServiceUnavailable
+from chatrelay.server.deps import AuthorizationHeader, Context, authenticate, owned_conversation
+from chatrelay.server.errors import Conflict, ServerFault, ServiceUnavailable
 from chatrelay.server.limits import StreamSlot
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
@@ -24,12 +24,9 @@ from chatrelay.server.routes import chatkit
 from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
 from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
 from chatrelay.store import transaction
-from chatrelay.store.repositories import ConversationRepository
 from chatrelay.store.tables import as_utc, utcnow
 
 router = APIRouter(tags=["chat"])
-
-CONVERSATION_NOT_FOUND = "conversation not found"
 
 
 @dataclass
@@ -50,9 +47,7 @@ async def resolve_conversation(
     if request.conversation_id is None:
         return ResolvedConversation(new_id("thr"), utcnow(), True)
     async with transaction(context.sessions) as db:
-        existing = await ConversationRepository(db, user_id).get(request.conversation_id)
-        if existing is None:
-            raise NotFound(CONVERSATION_NOT_FOUND)
+        existing = await owned_conversation(db, user_id, request.conversation_id)
         return ResolvedConversation(existing.id, as_utc(existing.created_at), False)
 
 

@@ -43,9 +43,9 @@ from chatrelay.server.auth import verify_token
 from chatrelay.server.chatkit_items import clamp_limit, items_page, message_id_of, thread_of
 from chatrelay.server.chatkit_turns import start_chatkit_turn
 from chatrelay.server.context import AppContext
-from chatrelay.server.deps import AuthorizationHeader, Context
+from chatrelay.server.deps import AuthorizationHeader, Context, owned_conversation
 from chatrelay.server.errors import BadRequest, NotFound
-from chatrelay.store import transaction
+from chatrelay.store import Conversation, transaction
 from chatrelay.store.repositories import (
     ConversationRepository,
     FeedbackRepository,
@@ -58,7 +58,6 @@ CHATKIT_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 KNOWN_TYPES = frozenset(
     model.model_fields["type"].default for model in get_args(get_args(ChatKitReq)[0])
 )
-THREAD_NOT_FOUND = "thread not found"
 
 
 def _json(model: BaseModel | dict[str, Any]) -> Response:
@@ -115,11 +114,8 @@ async def _answer(context: AppContext, user_id: str, request: NonStreamingReq) -
     async with transaction(context.sessions) as db:
         conversations = ConversationRepository(db, user_id)
 
-        async def owned(thread_id: str) -> Any:
-            conversation = await conversations.get(thread_id)
-            if conversation is None:
-                raise NotFound(THREAD_NOT_FOUND)
-            return conversation
+        async def owned(thread_id: str) -> Conversation:
+            return await owned_conversation(db, user_id, thread_id, what="thread")
 
         match request:
             case ThreadsGetByIdReq(params=params):

@@ -10,11 +10,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from chatrelay.schemas.errors import ErrorBody
-from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import BadRequest, Conflict, NotFound
+from chatrelay.server.deps import AuthorizationHeader, Context, authenticate, owned_conversation
+from chatrelay.server.errors import BadRequest, Conflict
 from chatrelay.server.turn_launch import events_response
 from chatrelay.store import transaction
-from chatrelay.store.repositories import ConversationRepository
 
 router = APIRouter(tags=["chat"])
 
@@ -48,8 +47,7 @@ async def cancel(
     running = context.turns.running_turn(conversation_id)
     if running is None or running.spec.user_id != user:
         async with transaction(context.sessions) as db:
-            if await ConversationRepository(db, user).get(conversation_id) is None:
-                raise NotFound("conversation not found")
+            await owned_conversation(db, user, conversation_id)
         raise Conflict("no turn is running in this conversation")
     context.turns.stop(conversation_id)
     # The stream ends with its final events; answer once the partial reply is stored.
@@ -87,8 +85,7 @@ async def resume(
     if events is not None:
         return events_response(context, user, events)
     async with transaction(context.sessions) as db:
-        if await ConversationRepository(db, user).get(conversation_id) is None:
-            raise NotFound("conversation not found")
+        await owned_conversation(db, user, conversation_id)
     return Response(status_code=204)
 
 
