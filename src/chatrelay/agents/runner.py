@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,15 +143,15 @@ async def run_agent(
     trace: RunTrace,
     *,
     max_turns: int = 10,
-) -> AsyncIterator[RunEvent]:
-    """Stream a run's events; `trace.usage` is kept current as model calls finish."""
+) -> AsyncGenerator[RunEvent, None]:
+    """Stream a run's events; `trace.usage` holds the run's usage once the stream is closed
+    (consume it inside `contextlib.aclosing`, so that happens when the loop ends)."""
     result: RunResultStreaming = Runner.run_streamed(
         agent, input_items, context=context, run_config=run_config, max_turns=max_turns
     )
     try:
         async for event in result.stream_events():
             translated = _translate(event)
-            trace.usage = UsageTotals.of(result.context_wrapper.usage)
             if translated is not None:
                 yield translated
     finally:

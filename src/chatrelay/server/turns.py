@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.agents import (
+    RunEvent,
     RunTrace,
     TextDelta,
     ToolCalled,
@@ -218,24 +220,32 @@ class Turn:
         spec = self.spec
         context = TurnContext(user_id=spec.user_id, conversation_id=spec.conversation_id)
         items = [*spec.history, {"role": "user", "content": spec.user_text}]
-        async for event in run_agent(self._agent, items, context, self._run_config, self._trace):
-            match event:
-                case TextDelta(text=text):
-                    if not self._text and self._metrics is not None:
-                        self._metrics.time_to_first_token.observe(
-                            time.perf_counter() - self._clock_start
-                        )
-                    self._start_assistant_message()
-                    self._text.append(text)
-                    self._publish_data(encode_text_delta(spec.assistant_message_id, text))
-                case ToolCallStarted(call_id=call_id, tool_name=name):
-                    self._tools.started(call_id, name)
-                case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
-                    self._tools.called(call_id, name, parameters)
-                    if self._metrics is not None:
-                        self._metrics.tool_calls.labels(name).inc()
-                case ToolReturned(call_id=call_id, result=result):
-                    self._tools.returned(call_id, result)
+        run = run_agent(self._agent, items, context, self._run_config, self._trace)
+        # aclosing: however this loop ends, the run is cancelled and its usage read now,
+        # not when the suspended generator is garbage-collected.
+        async with aclosing(run) as events:
+            async for event in events:
+                self._handle(event)
+
+    def _handle(self, event: RunEvent) -> None:
+        spec = self.spec
+        match event:
+            case TextDelta(text=text):
+                if not self._text and self._metrics is not None:
+                    self._metrics.time_to_first_token.observe(
+                        time.perf_counter() - self._clock_start
+                    )
+                self._start_assistant_message()
+                self._text.append(text)
+                self._publish_data(encode_text_delta(spec.assistant_message_id, text))
+            case ToolCallStarted(call_id=call_id, tool_name=name):
+                self._tools.started(call_id, name)
+            case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
+                self._tools.called(call_id, name, parameters)
+                if self._metrics is not None:
+                    self._metrics.tool_calls.labels(name).inc()
+            case ToolReturned(call_id=call_id, result=result):
+                self._tools.returned(call_id, result)
 
     def _reply_time(self) -> datetime:
         """The reply's timestamp: its first output (a tool call or text), for every item the
