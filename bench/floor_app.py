@@ -3,12 +3,15 @@
 Same JWT check as chatrelay (HS256 allow-list, `sub` and `exp` required, `sub` must equal the
 path's user id) and the same SSE framing (an `id:` per event, same headers and ping), but no
 model, no agent runner, no database: it streams `FLOOR_EVENTS` `thread.item.updated` text-delta
-events whose JSON was serialised once, at import. Run it with
+events whose JSON was serialised once, at import, `FLOOR_DELAY_SECONDS` apart (default 0; the
+concurrency bench holds streams open with it). With `Accept: application/json` it answers one
+pre-built JSON reply shaped like chatrelay's `ChatResponse` instead. Run it with
 `uvicorn bench.floor_app:app` and `AUTH_SECRET` / `FLOOR_EVENTS` in the environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -16,11 +19,13 @@ from typing import Annotated
 
 import jwt
 from fastapi import Body, FastAPI, Header, HTTPException, Path
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 SECRET = os.environ["AUTH_SECRET"]
 EVENT_COUNT = int(os.environ.get("FLOOR_EVENTS", "513"))
+DELAY_SECONDS = float(os.environ.get("FLOOR_DELAY_SECONDS", "0"))
 ALGORITHMS = ["HS256"]
 ITEM_ID = "msg_" + "0" * 32  # the length of chatrelay's `msg_<uuid4 hex>` ids
 
@@ -38,6 +43,22 @@ def text_delta_event(delta: str) -> str:
 
 # Deltas shaped like the offline model's: one word and a trailing space ("w17 ").
 EVENTS: tuple[str, ...] = tuple(text_delta_event(f"w{i} ") for i in range(EVENT_COUNT))
+REPLY = " ".join(f"w{i}" for i in range(EVENT_COUNT))
+JSON_REPLY = json.dumps(
+    {
+        "conversation_id": "thr_" + "0" * 32,
+        "message_id": ITEM_ID,
+        "role": "assistant",
+        "message": REPLY,
+        "response": REPLY,
+        "created_at": "2026-11-27T10:00:00Z",
+        "tool_calls": [],
+        "usage": {"input_tokens": EVENT_COUNT, "output_tokens": EVENT_COUNT, "total_tokens": 0},
+        "request_id": None,
+        "metadata": None,
+    },
+    separators=(",", ":"),
+).encode()
 
 
 class ChatBody(BaseModel):
@@ -62,6 +83,8 @@ def authenticate(authorization: str | None, user_id: str) -> str:
 
 async def frames() -> AsyncIterator[ServerSentEvent]:
     for sequence, data in enumerate(EVENTS):
+        if DELAY_SECONDS:
+            await asyncio.sleep(DELAY_SECONDS)
         yield ServerSentEvent(data=data, id=str(sequence))
 
 
@@ -78,8 +101,11 @@ async def chat(
     user_id: Annotated[str, Path(min_length=1, max_length=255)],
     body: Annotated[ChatBody, Body()],
     authorization: Annotated[str | None, Header()] = None,
-) -> EventSourceResponse:
+    accept: Annotated[str, Header()] = "application/json",
+) -> Response:
     authenticate(authorization, user_id)
+    if "text/event-stream" not in accept:
+        return Response(JSON_REPLY, media_type="application/json")
     return EventSourceResponse(
         frames(),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
