@@ -17,16 +17,16 @@ import os
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import jwt
-from fastapi import Body, FastAPI, Header, HTTPException, Path
+from fastapi import Body, FastAPI, Header, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from bench.jwt_check import check_bearer
+
 SECRET = os.environ["AUTH_SECRET"]
 EVENT_COUNT = int(os.environ.get("FLOOR_EVENTS", "513"))
 DELAY_SECONDS = float(os.environ.get("FLOOR_DELAY_SECONDS", "0"))
-ALGORITHMS = ["HS256"]
 ITEM_ID = "msg_" + "0" * 32  # the length of chatrelay's `msg_<uuid4 hex>` ids
 
 
@@ -65,22 +65,6 @@ class ChatBody(BaseModel):
     message: str = Field(min_length=1, max_length=10_000)
 
 
-def authenticate(authorization: str | None, user_id: str) -> str:
-    unauthorized = HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized
-    try:
-        claims = jwt.decode(
-            token.strip(), SECRET, algorithms=ALGORITHMS, options={"require": ["sub", "exp"]}
-        )
-    except jwt.InvalidTokenError as exc:
-        raise unauthorized from exc
-    if claims.get("sub") != user_id:
-        raise HTTPException(403, "the token does not belong to this user")
-    return user_id
-
-
 async def frames() -> AsyncIterator[ServerSentEvent]:
     for sequence, data in enumerate(EVENTS):
         if DELAY_SECONDS:
@@ -103,7 +87,7 @@ async def chat(
     authorization: Annotated[str | None, Header()] = None,
     accept: Annotated[str, Header()] = "application/json",
 ) -> Response:
-    authenticate(authorization, user_id)
+    check_bearer(SECRET, authorization, user_id)
     if "text/event-stream" not in accept:
         return Response(JSON_REPLY, media_type="application/json")
     return EventSourceResponse(
