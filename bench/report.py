@@ -1,91 +1,91 @@
-"""Medians, ratios, the printed table and the environment record of a benchmark run."""
+"""Statistics over trials, tables of a `Section`, and the environment record of a run."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BASELINE, SUBJECT = "floor", "chatrelay"
+from bench.section import Row, Section
+
 PACKAGES = ("fastapi", "starlette", "sse-starlette", "uvicorn", "httpx", "pyjwt", "openai-agents")
-# metric key, label, scale to the printed unit, format
-ROWS = (
-    ("events_per_s", "events/s (wall)", 1.0, "{:,.0f}"),
-    ("server_cpu_s_per_event", "server CPU per event (us)", 1e6, "{:,.1f}"),
-    ("first_event_s", "time to first event (ms)", 1e3, "{:,.2f}"),
-    ("client_cpu_s_per_event", "client CPU per event (us)", 1e6, "{:,.1f}"),
-)
 
 
-def summarise(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per server and metric: median, min and max over trials; then B/A of the medians.
-
-    Also the server CPU per event pooled over all trials (total CPU / total events): one
-    trial's CPU time is only good to one clock tick, the pooled figure to one tick in all.
-    """
-    summary: dict[str, Any] = {}
-    for server in (BASELINE, SUBJECT):
-        mine = [trial for trial in trials if trial["server"] == server]
-        per_metric: dict[str, Any] = {}
-        for key, *_ in ROWS:
-            values = [trial["metrics"][key] for trial in mine]
-            per_metric[key] = {"median": statistics.median(values), "min": min(values)}
-            per_metric[key]["max"] = max(values)
-        events = sum(r["events"] for trial in mine for r in trial["requests"])
-        per_metric["server_cpu_s_per_event_pooled"] = (
-            sum(trial["server_cpu_s"] for trial in mine) / events
-        )
-        summary[server] = per_metric
-    ratios = {
-        key: summary[SUBJECT][key]["median"] / summary[BASELINE][key]["median"] for key, *_ in ROWS
-    }
-    pooled = "server_cpu_s_per_event_pooled"
-    ratios[pooled] = summary[SUBJECT][pooled] / summary[BASELINE][pooled]
-    summary["ratio_b_over_a"] = ratios
-    return summary
+def spread(values: Iterable[float]) -> dict[str, float]:
+    """Median, min and max of one metric over trials."""
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
-def _cell(stats: dict[str, float], scale: float, fmt: str) -> str:
-    median, low, high = (fmt.format(stats[k] * scale) for k in ("median", "min", "max"))
-    return f"{median} [{low}-{high}]"
+def _cells(row: Row, names: Sequence[str], baseline: str | None) -> list[str]:
+    """Each server's value in the row's format; with `baseline`, also its ratio to that one."""
+    base = row.values.get(baseline) if baseline else None
+    cells = []
+    for name in names:
+        value = row.values.get(name)
+        if value is None:
+            cells.append("n/a")
+            continue
+        cell = row.fmt.format(value)
+        if base and name != baseline:
+            cell += f" ({value / base:.2f}x)"
+        cells.append(cell)
+    return cells
 
 
-def print_table(document: dict[str, Any]) -> None:
-    params, summary = document["params"], document["summary"]
-    counts = document["events_per_request"]
-    sizes = {
-        server: statistics.median(
-            r["bytes"] for t in document["trials"] if t["server"] == server for r in t["requests"]
-        )
-        for server in (BASELINE, SUBJECT)
-    }
-    print(
-        f"\nstream throughput, W={params['words']} words, {params['trials']} trials x "
-        f"{params['requests_per_trial']} requests per server, interleaved A,B,A,B,..."
-    )
-    print(
-        f"per request: A {counts[BASELINE]} events / {sizes[BASELINE] / 1024:.0f} KiB, "
-        f"B {counts[SUBJECT]} events / {sizes[SUBJECT] / 1024:.0f} KiB"
-    )
-    print("cells: median over trials [min-max]\n")
-    header = f"{'metric':<28}{'A: floor':>26}{'B: chatrelay':>26}{'B/A':>8}"
-    print(header)
-    print("-" * len(header))
-    for key, label, scale, fmt in ROWS:
-        floor = _cell(summary[BASELINE][key], scale, fmt)
-        relay = _cell(summary[SUBJECT][key], scale, fmt)
-        ratio = summary["ratio_b_over_a"][key]
-        print(f"{label:<28}{floor:>26}{relay:>26}{ratio:>8.2f}")
-        if key == "server_cpu_s_per_event":
-            pooled = "server_cpu_s_per_event_pooled"
-            floor, relay = (f"{summary[s][pooled] * scale:,.1f}" for s in (BASELINE, SUBJECT))
-            ratio = summary["ratio_b_over_a"][pooled]
-            print(f"{'  pooled over all trials':<28}{floor:>26}{relay:>26}{ratio:>8.2f}")
+def _present(section: Section, order: Sequence[str]) -> list[str]:
+    return [name for name in order if any(name in row.values for row in section.rows)]
+
+
+def _notes(section: Section) -> list[str]:
+    return list(dict.fromkeys(row.note for row in section.rows if row.note))
+
+
+def _label(row: Row, notes: list[str], star: str = "*") -> str:
+    return row.label + (star * (notes.index(row.note) + 1) if row.note else "")
+
+
+def format_section(
+    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: str | None = None
+) -> str:
+    """A plain-text table of the section's rows, one column per server in `order`; the
+    ratio to `baseline`'s value after each other value; then the rows' notes."""
+    names = _present(section, order)
+    notes = _notes(section)
+    width = max(len(row.label) for row in section.rows) + len(notes) + 2
+    header = f"{'metric':<{width}}" + "".join(f"{labels[n]:>28}" for n in names)
+    lines = [header, "-" * len(header)]
+    for row in section.rows:
+        cells = "".join(f"{cell:>28}" for cell in _cells(row, names, baseline))
+        lines.append(f"{_label(row, notes):<{width}}{cells}")
+    lines += [f"{'*' * (index + 1)} {note}" for index, note in enumerate(notes)]
+    return "\n".join(lines)
+
+
+def markdown_section(
+    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: str | None = None
+) -> str:
+    """The same table in Markdown, for the README: written by the bench, never by hand."""
+    names = _present(section, order)
+    notes = _notes(section)
+    lines = [
+        "| metric | " + " | ".join(labels[n] for n in names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    star = "\\*"  # a bare * would start emphasis
+    for row in section.rows:
+        cells = " | ".join(_cells(row, names, baseline))
+        lines.append(f"| {_label(row, notes, star)} | {cells} |")
+    lines += [f"\n{star * (index + 1)} {note}" for index, note in enumerate(notes)]
+    return "\n".join(lines)
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -116,28 +116,32 @@ def environment(repo: Path, packages: Sequence[str] = PACKAGES) -> dict[str, Any
     }
 
 
+def save_section(
+    repo: Path, section: Section, started: float, packages: Sequence[str], **extra: Any
+) -> Path:
+    """`bench/results/<section>-<date>-<time>.json`: when and where it ran, `extra` (such as
+    the servers skipped and why), the section's params, rows and raw data."""
+    document = {
+        "benchmark": section.name,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        **extra,
+        "environment": environment(repo, packages),
+        "params": section.params,
+        "rows": [asdict(row) for row in section.rows],
+        "raw": section.raw,
+    }
+    stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(started))
+    path = repo / "bench" / "results" / f"{section.name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 README_START, README_END = (
     "<!-- bench:stream_throughput:start -->",
     "<!-- bench:stream_throughput:end -->",
 )
-
-
-def markdown_table(document: dict[str, Any], results_file: str) -> str:
-    """The README's Performance table for a run: written by the bench, never by hand."""
-    params, summary, env = document["params"], document["summary"], document["environment"]
-    lines = [
-        f"Run {document['started_at']} on {env['cpus']} CPUs ({env['platform']}, Python "
-        f"{env['python']}), git `{env['git']}`: {params['words']}-word replies, "
-        f"{params['trials']} trials x {params['requests_per_trial']} requests per server, "
-        f"interleaved; medians over trials. Raw: `{results_file}`.",
-        "",
-        "| metric | A: bare sse-starlette floor | B: chatrelay (SQLite, offline model) | B/A |",
-        "|---|---:|---:|---:|",
-    ]
-    for key, label, scale, fmt in ROWS:
-        floor, relay = (fmt.format(summary[s][key]["median"] * scale) for s in (BASELINE, SUBJECT))
-        lines.append(f"| {label} | {floor} | {relay} | {summary['ratio_b_over_a'][key]:.2f} |")
-    return "\n".join(lines)
 
 
 def update_readme(readme: Path, table: str) -> bool:
