@@ -12,7 +12,8 @@ differently, so the bench does not charge ChatKitServer for a naive store:
   ISO strings of naive and aware times would not sort together;
 - items are indexed by `(thread_id, created_at)` and pages ordered by `(created_at, rowid)`,
   so items created in the same microsecond keep the order they were added in;
-- saving a thread or an item is an upsert (ChatKit re-adds items it loaded before).
+- saving a thread or an item is an upsert (ChatKit re-adds items it loaded before);
+- an item's key is (thread, id): ChatKit's default ids have only 32 random bits.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ CREATE TABLE IF NOT EXISTS threads (
 );
 CREATE INDEX IF NOT EXISTS threads_by_user ON threads (user_id, created_at);
 CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     thread_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     created_at REAL NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    PRIMARY KEY (thread_id, id)
 );
 CREATE INDEX IF NOT EXISTS items_by_thread ON items (thread_id, created_at);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -190,8 +192,8 @@ class SQLiteStore(Store[RequestContext]):
     async def save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
         await self._run(
             "INSERT INTO items (id, thread_id, user_id, created_at, data) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET data = excluded.data "
-            "WHERE items.thread_id = excluded.thread_id AND items.user_id = excluded.user_id",
+            "ON CONFLICT (thread_id, id) DO UPDATE SET data = excluded.data "
+            "WHERE items.user_id = excluded.user_id",
             [
                 item.id,
                 thread_id,
