@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     """How long a finished turn's events stay available to a client resuming its stream."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    sse_flush_interval_seconds: float = Field(default=0.002, ge=0, le=1)
+    """After a write, events arriving within this long go out together in the next one: a
+    burst of tokens costs one write, not one per token. The first event is never delayed."""
     tracing: bool = False
     """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
     log_level: str = "INFO"

@@ -86,7 +86,7 @@ def create_app(
                 agent=build_agent(mcp_servers=[todo_for_agent]),
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
-                buffer=InProcessTurnBuffer(turns),
+                buffer=InProcessTurnBuffer(turns, settings.sse_flush_interval_seconds),
                 claims=RequestClaims(),
                 limits=limits,
                 metrics=Metrics(open_streams=limits.open_streams),

@@ -7,7 +7,8 @@ is an item id, always looked up inside the user's own conversation.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from chatkit.types import (
     AssistantMessageContent,
@@ -38,7 +39,22 @@ _OPTIONS: TypeAdapter[InferenceOptions] = TypeAdapter(InferenceOptions)
 Order = Literal["asc", "desc"]
 
 
-def user_item(message: Message) -> UserMessageItem:
+class UserMessageFields(Protocol):
+    """What a user message item is made of: a stored `Message`, or a turn's new one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def conversation_id(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def parts(self) -> dict[str, Any] | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def user_item(message: UserMessageFields) -> UserMessageItem:
     parts: dict[str, Any] = message.parts or {}
     content: list[UserMessageContent] = (
         _CONTENT.validate_python(parts["content"])

@@ -4,56 +4,89 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turn_model import TurnOutcome, TurnSpec
-from chatrelay.store import Message, transaction
+from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository, MessageRepository
 
 logger = logging.getLogger("chatrelay.turns")
 
 
-def user_message(spec: TurnSpec) -> Message:
-    return Message(
-        id=spec.user_message_id,
-        conversation_id=spec.conversation_id,
-        role="user",
-        content=spec.user_text,
-        status="completed",
-        request_id=spec.request_id,
-        meta=spec.metadata,
-        parts=spec.user_parts,
-        created_at=spec.started_at,
-    )
+@dataclass(frozen=True)
+class NewUserMessage:
+    """The turn's user message before it is stored (for its ChatKit item)."""
+
+    id: str
+    conversation_id: str
+    content: str
+    parts: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, spec: TurnSpec) -> NewUserMessage:
+        return cls(
+            spec.user_message_id,
+            spec.conversation_id,
+            spec.user_text,
+            spec.user_parts,
+            spec.started_at,
+        )
 
 
-def assistant_message(spec: TurnSpec, outcome: TurnOutcome) -> Message:
-    return Message(
-        id=outcome.message_id,
-        conversation_id=spec.conversation_id,
-        role="assistant",
+def user_row(spec: TurnSpec) -> dict[str, Any]:
+    """The turn's user message, as the `messages` row it is stored as."""
+    return {
+        "id": spec.user_message_id,
+        "conversation_id": spec.conversation_id,
+        "role": "user",
+        "content": spec.user_text,
+        "status": "completed",
+        "tool_calls": [],
+        "usage": None,
+        "request_id": spec.request_id,
+        "metadata": spec.metadata,
+        "parts": spec.user_parts,
+        "created_at": spec.started_at,
+    }
+
+
+def assistant_row(spec: TurnSpec, outcome: TurnOutcome) -> dict[str, Any]:
+    """The turn's reply, as the `messages` row it is stored as."""
+    return {
+        "id": outcome.message_id,
+        "conversation_id": spec.conversation_id,
+        "role": "assistant",
         # Postgres text cannot hold NUL; a model may still emit one.
-        content=outcome.text.replace("\x00", ""),
-        status=outcome.status,
-        tool_calls=outcome.tool_calls,
-        usage={
+        "content": outcome.text.replace("\x00", ""),
+        "status": outcome.status,
+        "tool_calls": outcome.tool_calls,
+        "usage": {
             "input_tokens": outcome.usage.input_tokens,
             "output_tokens": outcome.usage.output_tokens,
             "total_tokens": outcome.usage.total_tokens,
         },
-        request_id=spec.request_id,
-        created_at=outcome.created_at,
-    )
+        "request_id": spec.request_id,
+        "metadata": None,
+        "parts": None,
+        "created_at": outcome.created_at,
+    }
 
 
 class _NotWritten(Exception):
     """Roll the transaction back: the turn can no longer be written (and why)."""
 
 
-async def _write(db: AsyncSession, spec: TurnSpec, outcome: TurnOutcome) -> None:
+async def _write(
+    db: AsyncSession, spec: TurnSpec, outcome: TurnOutcome, lease: TurnLease | None
+) -> None:
     conversations = ConversationRepository(db, spec.user_id)
     messages = MessageRepository(db)
     if spec.new_conversation:
@@ -72,9 +105,11 @@ async def _write(db: AsyncSession, spec: TurnSpec, outcome: TurnOutcome) -> None
         if retried is None:
             raise _NotWritten("the retried message was deleted mid-turn")
         await messages.delete_after(spec.conversation_id, retried)
-        messages.add_all([assistant_message(spec, outcome)])
+        await messages.insert([assistant_row(spec, outcome)])
     else:
-        messages.add_all([user_message(spec), assistant_message(spec, outcome)])
+        await messages.insert([user_row(spec), assistant_row(spec, outcome)])
+    if lease is not None:
+        await lease.release_with(db)  # no transaction of its own when the turn commits
 
 
 COMMIT_BACKOFF_SECONDS = (0.1, 0.5, 2.0)
@@ -89,14 +124,18 @@ def _transient(error: Exception) -> bool:
 
 
 async def commit_turn(
-    sessions: async_sessionmaker[AsyncSession], spec: TurnSpec, outcome: TurnOutcome
+    sessions: async_sessionmaker[AsyncSession],
+    spec: TurnSpec,
+    outcome: TurnOutcome,
+    lease: TurnLease | None = None,
 ) -> bool:
-    """Commit the turn in one transaction, retrying lost connections with backoff; False (and
-    logged with the correlation id) when it could not be committed."""
+    """Commit the turn in one transaction (releasing `lease` in it), retrying lost
+    connections with backoff; False (and logged with the correlation id) when it could not be
+    committed, and then the lease is still held."""
     for attempt, delay in enumerate((0.0, *COMMIT_BACKOFF_SECONDS)):
         await asyncio.sleep(delay)
         try:
-            return await _commit_once(sessions, spec, outcome)
+            return await _commit_once(sessions, spec, outcome, lease)
         except Exception as error:
             if not _transient(error) or attempt == len(COMMIT_BACKOFF_SECONDS):
                 logger.exception(
@@ -116,11 +155,14 @@ async def commit_turn(
 
 
 async def _commit_once(
-    sessions: async_sessionmaker[AsyncSession], spec: TurnSpec, outcome: TurnOutcome
+    sessions: async_sessionmaker[AsyncSession],
+    spec: TurnSpec,
+    outcome: TurnOutcome,
+    lease: TurnLease | None,
 ) -> bool:
     try:
         async with transaction(sessions) as db:
-            await _write(db, spec, outcome)
+            await _write(db, spec, outcome, lease)
     except _NotWritten as problem:
         logger.warning(
             "%s; reply dropped (conversation %s, correlation_id=%s)",

@@ -17,7 +17,7 @@ from chatrelay.server.sse import frame, sse_response
 from chatrelay.server.turn_buffer import Events
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turns import Turn, TurnSpec
-from chatrelay.store import Message, transaction
+from chatrelay.store import transaction
 from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import utcnow
 
@@ -40,9 +40,9 @@ def title_for(first_message: str) -> str:
     return title
 
 
-def history_items(messages: list[Message]) -> list[dict[str, Any]]:
-    """Stored messages as Agents SDK input items, oldest first."""
-    return [{"role": message.role, "content": message.content} for message in messages]
+def history_items(messages: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Stored `(role, content)` pairs as Agents SDK input items, oldest first."""
+    return [{"role": role, "content": content} for role, content in messages]
 
 
 async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[str, Any]]:
@@ -51,12 +51,12 @@ async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[st
         return []
     messages = MessageRepository(db)
     if not spec.retry:
-        return history_items(await messages.recent(spec.conversation_id, limit))
+        return history_items(await messages.recent_history(spec.conversation_id, limit))
     retried = await messages.get(spec.conversation_id, spec.user_message_id)
     if retried is None:
         raise NotFound("item not found")
     newest_first = await messages.from_message(spec.conversation_id, retried, "desc", limit + 1)
-    return history_items(list(reversed(newest_first[1:])))
+    return history_items([(m.role, m.content) for m in reversed(newest_first[1:])])
 
 
 async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
@@ -123,7 +123,8 @@ def stream_response(
     context: AppContext, turn: Turn, slot: StreamSlot | None = None
 ) -> EventSourceResponse:
     """The turn's events from the start, live."""
-    return events_response(context, turn.spec.user_id, turn.batches(), slot)
+    events = turn.batches(flush_interval=context.settings.sse_flush_interval_seconds)
+    return events_response(context, turn.spec.user_id, events, slot)
 
 
 def events_response(

@@ -53,6 +53,10 @@ class TurnLease:
             except Exception as exc:  # the next renewal may work; expiry is the safety net
                 logger.warning("could not renew the lease of %s: %s", self._conversation_id, exc)
 
+    async def release_with(self, db: AsyncSession) -> None:
+        """Release in the caller's transaction: gone when it commits, kept when it rolls back."""
+        await LeaseRepository(db).release(self._conversation_id, self._holder)
+
     async def release(self) -> None:
         try:
             async with transaction(self._sessions) as db:

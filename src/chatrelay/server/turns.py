@@ -44,7 +44,7 @@ from chatrelay.server.chatkit_items import user_item
 from chatrelay.server.metrics import Metrics
 from chatrelay.server.sse import encode_event, encode_text_delta
 from chatrelay.server.tool_activity import ToolActivity
-from chatrelay.server.turn_commit import commit_turn, user_message
+from chatrelay.server.turn_commit import NewUserMessage, commit_turn
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turn_model import Failure, TurnOutcome, TurnSpec
 from chatrelay.store.tables import utcnow
@@ -105,7 +105,8 @@ class Turn:
         self._metrics = metrics
         self._clock_start = time.perf_counter()
         self._events: list[str] = []
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        """Readers waiting for the next event (none while they are busy writing)."""
         self._closed = False
         self._text: list[str] = []
         self._tools = ToolActivity(
@@ -126,31 +127,45 @@ class Turn:
             for event in batch:
                 yield event
 
-    async def batches(self, after: int = -1) -> AsyncIterator[list[tuple[int, str]]]:
+    async def batches(
+        self, after: int = -1, flush_interval: float = 0.0
+    ) -> AsyncIterator[list[tuple[int, str]]]:
         """Like `events()`, but everything published since the last batch at once: a reader
-        that fell behind catches up in one write instead of one per event."""
+        that fell behind catches up in one write instead of one per event. With a
+        `flush_interval`, a batch waits that long after the previous one while the turn runs,
+        so a burst of deltas becomes one write (the first batch is never held back)."""
         index = after + 1
         while True:
             end = len(self._events)
             if index < end:
                 yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
                 index = end
+                if flush_interval and not self._closed:
+                    await asyncio.sleep(flush_interval)
                 continue
             if self._closed:
                 return
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
     def _publish(self, event: BaseModel) -> None:
         self._publish_data(encode_event(event))
 
     def _publish_data(self, data: str) -> None:
         self._events.append(data)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiters:
+            self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a reader cancelled while waiting
+                waiter.set_result(None)
 
     def _close(self) -> None:
         self._closed = True
-        self._changed.set()
+        self._wake_readers()
 
     def abandon(self) -> None:
         """Release readers of a turn whose task ended without finalizing.
@@ -189,7 +204,7 @@ class Turn:
                 ck.thread_created(spec.conversation_id, spec.conversation_created_at, None)
             )
         if not spec.retry:
-            self._publish(ThreadItemDoneEvent(item=user_item(user_message(spec))))
+            self._publish(ThreadItemDoneEvent(item=user_item(NewUserMessage.of(spec))))
         if spec.stream_options:
             # The widget may show its stop button; a stop is POST .../cancel (see README).
             self._publish(StreamOptionsEvent(stream_options=StreamOptions(allow_cancel=True)))
@@ -287,11 +302,13 @@ class Turn:
         )
         try:
             if failure is None or has_output:
-                outcome.committed = await commit_turn(self._sessions, spec, outcome)
+                outcome.committed = await commit_turn(self._sessions, spec, outcome, self._lease)
                 if not outcome.committed:
                     outcome.failure = Failure.STORAGE
-            if self._lease is not None:
-                await self._lease.release()  # before the final events: the next turn may start
+            if self._lease is not None and not outcome.committed:
+                # (A committed turn released it in its transaction.) Before the final
+                # events: the next turn may start.
+                await self._lease.release()
             if outcome.committed:
                 item_id = spec.assistant_message_id
                 self._publish(ck.content_part_done(item_id, text))
@@ -366,14 +383,19 @@ class TurnRegistry:
         if entry is not None and entry[1] is task:
             del self._by_conversation[conversation_id]
             expires = asyncio.get_running_loop().time() + self._keep_finished
+            # Re-inserted at the end: the dict stays ordered by expiry (one fixed keep time).
+            self._finished.pop(conversation_id, None)
             self._finished[conversation_id] = (entry[0], expires)
         self._expire_finished()
 
     def _expire_finished(self) -> None:
+        """Drop expired turns from the front: O(expired), not O(kept), per call."""
         now = asyncio.get_running_loop().time()
-        for conversation_id, (_turn, expires) in list(self._finished.items()):
-            if expires <= now:
-                del self._finished[conversation_id]
+        while self._finished:
+            conversation_id, (_turn, expires) = next(iter(self._finished.items()))
+            if expires > now:
+                return
+            del self._finished[conversation_id]
 
     def latest_turn(self, conversation_id: str) -> Turn | None:
         """The running turn, or the last finished one while its events are kept (resume)."""

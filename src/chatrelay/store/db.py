@@ -20,7 +20,10 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
         connect_args["timeout"] = 30
     elif schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
-    engine = create_async_engine(database_url, connect_args=connect_args, pool_pre_ping=True)
+    # A server connection can drop while pooled; a file cannot (and with aiosqlite every
+    # ping is a round trip through its thread).
+    pre_ping = not database_url.startswith("sqlite")
+    engine = create_async_engine(database_url, connect_args=connect_args, pool_pre_ping=pre_ping)
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

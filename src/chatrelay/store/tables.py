@@ -121,3 +121,8 @@ class TurnLease(SQLModel, table=True):
     conversation_id: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=64)
     expires_at: datetime = Field(sa_type=_TIMESTAMP)
+
+
+# The tables themselves, for Core statements on the hot path (no ORM objects).
+conversations_table: sa.Table = SQLModel.metadata.tables["conversations"]
+messages_table: sa.Table = SQLModel.metadata.tables["messages"]

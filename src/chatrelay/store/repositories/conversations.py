@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store.repositories._keyset import keyset_after
-from chatrelay.store.tables import Conversation
+from chatrelay.store.tables import Conversation, conversations_table
 
 
 class ConversationRepository:
@@ -35,18 +35,17 @@ class ConversationRepository:
         updated_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
         title: str | None = None,
-    ) -> Conversation:
-        conversation = Conversation(
-            id=conversation_id,
-            user_id=self._user_id,
-            title=title,
-            created_at=created_at,
-            updated_at=updated_at or created_at,
-            meta=metadata or {},
-        )
-        self._db.add(conversation)
-        await self._db.flush()
-        return conversation
+    ) -> None:
+        """Insert a new conversation of this user (one statement, no ORM object)."""
+        row = {
+            "id": conversation_id,
+            "user_id": self._user_id,
+            "title": title,
+            "created_at": created_at,
+            "updated_at": updated_at or created_at,
+            "metadata": metadata or {},
+        }
+        await self._db.exec(sa.insert(conversations_table).values(row))
 
     async def touch(self, conversation_id: str, at: datetime) -> bool:
         """Bump `updated_at`; False when the conversation is gone (deleted mid-turn)."""
@@ -82,8 +81,7 @@ class ConversationRepository:
 
     async def rename(self, conversation: Conversation, title: str | None) -> Conversation:
         conversation.title = title
-        self._db.add(conversation)
-        await self._db.flush()
+        self._db.add(conversation)  # written with the transaction's other rows, in one flush
         return conversation
 
     async def delete(self, conversation: Conversation) -> None:

@@ -2,38 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store.repositories._keyset import keyset_after
-from chatrelay.store.tables import Message
+from chatrelay.store.tables import Message, messages_table
 
 
 class MessageRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
-    async def recent(self, conversation_id: str, limit: int) -> list[Message]:
-        """The newest `limit` messages, oldest first.
+    async def recent_history(self, conversation_id: str, limit: int) -> list[tuple[str, str]]:
+        """`(role, content)` of the newest `limit` messages, oldest first: what the model reads.
 
         One query on the (conversation_id, created_at) index: its cost depends on `limit`,
-        not on the conversation's length. `id` breaks ties between equal timestamps.
+        not on the conversation's length. `id` breaks ties between equal timestamps. Two
+        columns and no ORM objects: every turn of a long conversation runs it.
         """
         statement = (
-            select(Message)
+            select(col(Message.role), col(Message.content))
             .where(col(Message.conversation_id) == conversation_id)
             .order_by(col(Message.created_at).desc(), col(Message.id).desc())
             .limit(limit)
         )
         newest_first = (await self._db.exec(statement)).all()
-        return list(reversed(newest_first))
+        return [(role, content) for role, content in reversed(newest_first)]
 
-    def add_all(self, messages: Sequence[Message]) -> None:
-        self._db.add_all(messages)
+    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """New messages in one INSERT, from column values (no ORM objects: every turn writes
+        two, and building them costs more than the statement)."""
+        await self._db.exec(sa.insert(messages_table).values(list(rows)))
 
     async def get(self, conversation_id: str, message_id: str) -> Message | None:
         statement = select(Message).where(
