@@ -7,17 +7,18 @@ bytes as the pydantic model would (a unit test holds the two together).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from chatrelay.config import Settings
 
-_json_string = json.JSONEncoder(ensure_ascii=False).encode
-_TEXT_DELTA = (
+# The C string encoder `json.dumps(..., ensure_ascii=False)` uses for a str.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+_TEXT_DELTA_PREFIX = (
     '{"type":"thread.item.updated","item_id":%s,"update":'
-    '{"type":"assistant_message.content_part.text_delta","content_index":0,"delta":%s}}'
+    '{"type":"assistant_message.content_part.text_delta","content_index":0,"delta":'
 )
 
 
@@ -26,9 +27,19 @@ def encode_event(event: BaseModel) -> str:
     return event.model_dump_json(by_alias=True, exclude_none=True)
 
 
+def text_delta_encoder(item_id: str) -> Callable[[str], str]:
+    """`delta -> encode_event(text_delta(item_id, delta))`, without building the models: the
+    item's part is encoded once, each delta is one C call and two concatenations."""
+    prefix = _TEXT_DELTA_PREFIX % _json_string(item_id)
+
+    def encode(delta: str) -> str:
+        return prefix + _json_string(delta) + "}}"
+
+    return encode
+
+
 def encode_text_delta(item_id: str, delta: str) -> str:
-    """`encode_event(text_delta(item_id, delta))`, without building the models."""
-    return _TEXT_DELTA % (_json_string(item_id), _json_string(delta))
+    return text_delta_encoder(item_id)(delta)
 
 
 def frame(sequence: int, data: str) -> bytes:

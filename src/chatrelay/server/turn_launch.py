@@ -47,8 +47,6 @@ def history_items(messages: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` messages before this turn's user message, oldest first."""
-    if spec.new_conversation:
-        return []
     messages = MessageRepository(db)
     if not spec.retry:
         return history_items(await messages.recent_history(spec.conversation_id, limit))
@@ -62,18 +60,24 @@ async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[st
 async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
     """Take the conversation's lease (409 when busy), then start the turn in its own task,
     owned by the registry, not by the request."""
-    lease = TurnLease(
-        context.sessions,
-        spec.conversation_id,
-        holder=spec.assistant_message_id,
-        ttl_seconds=context.settings.turn_lease_seconds,
-    )
-    # One transaction: the lease, then the history read under it (the conversation's previous
-    # turn is committed by now). If the read fails, the lease is rolled back with it.
-    async with transaction(context.sessions) as db:
-        await lease.acquire(db)
-        await context.limits.count_turn(spec.user_id)  # a busy conversation costs no quota
-        spec.history = await _history(db, spec, context.settings.history_limit)
+    lease: TurnLease | None = None
+    if spec.new_conversation:
+        # Nothing to serialise against: the conversation exists once this turn commits, so
+        # until then any other turn naming its id is a 404. No lease, no history, no query.
+        await context.limits.count_turn(spec.user_id)
+    else:
+        lease = TurnLease(
+            context.sessions,
+            spec.conversation_id,
+            holder=spec.assistant_message_id,
+            ttl_seconds=context.settings.turn_lease_seconds,
+        )
+        # One transaction: the lease, then the history read under it (the conversation's
+        # previous turn is committed by now). If the read fails, the lease is rolled back.
+        async with transaction(context.sessions) as db:
+            await lease.acquire(db)
+            await context.limits.count_turn(spec.user_id)  # a busy conversation costs no quota
+            spec.history = await _history(db, spec, context.settings.history_limit)
     if not spec.retry:
         spec.started_at = utcnow()  # after every message already in the conversation
     turn = Turn(

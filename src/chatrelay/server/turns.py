@@ -42,7 +42,7 @@ from chatrelay.agents import (
 from chatrelay.schemas import chatkit as ck
 from chatrelay.server.chatkit_items import user_item
 from chatrelay.server.metrics import Metrics
-from chatrelay.server.sse import encode_event, encode_text_delta
+from chatrelay.server.sse import encode_event, text_delta_encoder
 from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.server.turn_commit import NewUserMessage, commit_turn
 from chatrelay.server.turn_lease import TurnLease
@@ -109,6 +109,7 @@ class Turn:
         """Readers waiting for the next event (none while they are busy writing)."""
         self._closed = False
         self._text: list[str] = []
+        self._encode_delta = text_delta_encoder(spec.assistant_message_id)
         self._tools = ToolActivity(
             spec.assistant_message_id, spec.conversation_id, self._publish, self._reply_time
         )
@@ -243,7 +244,6 @@ class Turn:
                 self._handle(event)
 
     def _handle(self, event: RunEvent) -> None:
-        spec = self.spec
         match event:
             case TextDelta(text=text):
                 if not self._text and self._metrics is not None:
@@ -252,7 +252,7 @@ class Turn:
                     )
                 self._start_assistant_message()
                 self._text.append(text)
-                self._publish_data(encode_text_delta(spec.assistant_message_id, text))
+                self._publish_data(self._encode_delta(text))
             case ToolCallStarted(call_id=call_id, tool_name=name):
                 self._tools.started(call_id, name)
             case ToolCalled(call_id=call_id, tool_name=name, parameters=parameters):
