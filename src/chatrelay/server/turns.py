@@ -45,6 +45,7 @@ from chatrelay.server.metrics import Metrics
 from chatrelay.server.sse import encode_event, text_delta_encoder
 from chatrelay.server.tool_activity import ToolActivity
 from chatrelay.server.turn_commit import NewUserMessage, commit_turn
+from chatrelay.server.turn_events import Batch, EventLog
 from chatrelay.server.turn_lease import TurnLease
 from chatrelay.server.turn_model import Failure, TurnOutcome, TurnSpec
 from chatrelay.store.tables import utcnow
@@ -104,10 +105,7 @@ class Turn:
         self._lease = lease
         self._metrics = metrics
         self._clock_start = time.perf_counter()
-        self._events: list[str] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        """Readers waiting for the next event (none while they are busy writing)."""
-        self._closed = False
+        self._log = EventLog()
         self._text: list[str] = []
         self._encode_delta = text_delta_encoder(spec.assistant_message_id)
         self._tools = ToolActivity(
@@ -122,51 +120,22 @@ class Turn:
 
     # -- readers -------------------------------------------------------------------------
 
-    async def events(self, after: int = -1) -> AsyncIterator[tuple[int, str]]:
-        """Yield `(sequence id, encoded event)` after `after`, then live ones until the end."""
-        async for batch in self.batches(after):
-            for event in batch:
-                yield event
+    def events(self, after: int = -1) -> AsyncIterator[tuple[int, str]]:
+        """The turn's events after sequence id `after`, then live ones until it ends."""
+        return self._log.events(after)
 
-    async def batches(
-        self, after: int = -1, flush_interval: float = 0.0
-    ) -> AsyncIterator[list[tuple[int, str]]]:
-        """Like `events()`, but everything published since the last batch at once: a reader
-        that fell behind catches up in one write instead of one per event. With a
-        `flush_interval`, a batch waits that long after the previous one while the turn runs,
-        so a burst of deltas becomes one write (the first batch is never held back)."""
-        index = after + 1
-        while True:
-            end = len(self._events)
-            if index < end:
-                yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
-                index = end
-                if flush_interval and not self._closed:
-                    await asyncio.sleep(flush_interval)
-                continue
-            if self._closed:
-                return
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
+    def batches(self, after: int = -1, flush_interval: float = 0.0) -> AsyncIterator[Batch]:
+        """The same in batches: see `EventLog.batches`."""
+        return self._log.batches(after, flush_interval)
 
     def _publish(self, event: BaseModel) -> None:
         self._publish_data(encode_event(event))
 
     def _publish_data(self, data: str) -> None:
-        self._events.append(data)
-        if self._waiters:
-            self._wake_readers()
-
-    def _wake_readers(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():  # a reader cancelled while waiting
-                waiter.set_result(None)
+        self._log.publish(data)
 
     def _close(self) -> None:
-        self._closed = True
-        self._wake_readers()
+        self._log.close()
 
     def abandon(self) -> None:
         """Release readers of a turn whose task ended without finalizing.
