@@ -83,7 +83,8 @@ async def test_a_crashed_holders_lease_expires(app_factory: AppFactory) -> None:
         first = await client.post("/api/alice/chat", json={"message": "one"}, headers=auth())
         conversation_id = first.json()["conversation_id"]
         async with transaction(sessions) as db:  # another process holds it, still alive
-            await LeaseRepository(db).acquire(conversation_id, "other-process", timedelta(60))
+            leases = LeaseRepository(db)
+            assert await leases.acquire(conversation_id, "other", timedelta(60), owner="alice")
         held = await client.post(
             "/api/alice/chat",
             json={"message": "two", "conversation_id": conversation_id},
@@ -104,3 +105,40 @@ async def test_a_crashed_holders_lease_expires(app_factory: AppFactory) -> None:
     assert taken_over.status_code == 200
     async with transaction(sessions) as db:
         assert await db.get(TurnLease, conversation_id) is None  # released by the finalizer
+
+
+async def test_someone_elses_busy_conversation_is_404_not_409(app_factory: AppFactory) -> None:
+    """The lease is taken by one statement that also checks the owner: a busy conversation
+    of another user must still look missing, and its lease must stay with its holder."""
+    gate = asyncio.Event()
+    model = FaultyModel(after_deltas=10_000)
+    app = await app_factory(SingleModelProvider(model))
+    async with client_for(app) as client:
+        first = await client.post("/api/bob/chat", json={"message": "one"}, headers=auth("bob"))
+        conversation_id = first.json()["conversation_id"]
+        model.gate, model.reached, model._after = gate, asyncio.Event(), 1
+        bobs_turn = asyncio.create_task(
+            client.post(
+                "/api/bob/chat",
+                json={"message": "two", "conversation_id": conversation_id},
+                headers=auth("bob"),
+            )
+        )
+        await asyncio.wait_for(model.reached.wait(), timeout=10)
+        async with transaction(context_of(app).sessions) as db:
+            held = await db.get(TurnLease, conversation_id)
+            holder = held.holder if held is not None else None
+        intruder = await client.post(
+            "/api/alice/chat",
+            json={"message": "mine now", "conversation_id": conversation_id},
+            headers=auth("alice"),
+        )
+        async with transaction(context_of(app).sessions) as db:
+            still = await db.get(TurnLease, conversation_id)
+        gate.set()
+        assert (await bobs_turn).status_code == 200
+
+    assert intruder.status_code == 404
+    assert intruder.json() == {"detail": "conversation not found"}
+    assert holder is not None and still is not None and still.holder == holder
+    assert len(await stored_messages(app, conversation_id)) == 4

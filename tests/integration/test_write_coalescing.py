@@ -58,11 +58,14 @@ def _ready(step: object) -> object:
     raise AssertionError("it waited")
 
 
-async def test_the_first_batch_is_not_held_back() -> None:
+async def test_nothing_is_held_back_until_the_first_token() -> None:
     log = EventLog()
-    log.publish("first")
     reader = log.batches(flush_interval=1)
-    assert _ready(anext(reader)) == [(0, "first")]
+    log.publish("thread created")
+    assert _ready(anext(reader)) == [(0, "thread created")]
+    log.start_coalescing()
+    log.publish("first token")
+    assert _ready(anext(reader)) == [(1, "first token")]  # the first token is not held back
     log.publish("second")
     with_pause = anext(reader)
     try:
@@ -75,6 +78,7 @@ async def test_the_first_batch_is_not_held_back() -> None:
 
 async def test_the_last_events_are_not_held_back() -> None:
     log = EventLog()
+    log.start_coalescing()
     log.publish("first")
     reader = log.batches(flush_interval=30)
     assert await anext(reader) == [(0, "first")]

@@ -103,15 +103,10 @@ async def start_chatkit_turn(
         case ThreadsAddUserMessageReq(params=params):
             text = checked_text(params.input)
             config = run_config_for(context, params.input.inference_options)
-            async with transaction(context.sessions) as db:
-                conversation = await owned_conversation(
-                    db, user_id, params.thread_id, what="thread"
-                )
-            spec = TurnSpec(
+            spec = TurnSpec(  # launch() checks the thread is the user's
                 **base,
-                conversation_id=conversation.id,
+                conversation_id=params.thread_id,
                 new_conversation=False,
-                conversation_created_at=as_utc(conversation.created_at),
                 user_text=text,
                 user_message_id=new_id("msg"),
                 user_parts=input_parts(params.input),
@@ -143,4 +138,4 @@ async def start_chatkit_turn(
             )
         case _:
             assert_never(request)
-    return await launch_streaming(context, spec, config)
+    return await launch_streaming(context, spec, config, what="thread")

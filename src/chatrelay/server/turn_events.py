@@ -23,6 +23,7 @@ class EventLog:
         self._pausing: list[asyncio.Future[None]] = []
         """Readers holding back their next batch (see `batches`) until the log closes."""
         self._closed = False
+        self._coalescing = False
 
     def publish(self, data: str) -> None:
         self._events.append(data)
@@ -30,6 +31,11 @@ class EventLog:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 _resolve(waiter)
+
+    def start_coalescing(self) -> None:
+        """From now on readers may hold writes back (see `batches`): called at the first text
+        delta, so everything up to the first token is written as soon as it exists."""
+        self._coalescing = True
 
     def close(self) -> None:
         """No more events: readers get what is left, then their iteration ends."""
@@ -47,15 +53,16 @@ class EventLog:
     async def batches(self, after: int = -1, flush_interval: float = 0.0) -> AsyncIterator[Batch]:
         """Like `events()`, but everything published since the last batch at once: a reader
         that fell behind catches up in one write instead of one per event. With a
-        `flush_interval`, a batch waits that long after the previous one while the log is
-        open, so a burst of deltas becomes one write (the first batch is never held back)."""
+        `flush_interval`, once coalescing has started, a batch waits that long after the
+        previous one while the log is open: a burst of deltas becomes one write."""
         index = after + 1
         while True:
             end = len(self._events)
             if index < end:
+                hold_next = flush_interval and self._coalescing  # as of this batch
                 yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
                 index = end
-                if flush_interval and not self._closed:
+                if hold_next and not self._closed:
                     await self._pause(flush_interval)
                 continue
             if self._closed:

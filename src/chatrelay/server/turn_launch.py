@@ -57,9 +57,15 @@ async def _history(db: AsyncSession, spec: TurnSpec, limit: int) -> list[dict[st
     return history_items([(m.role, m.content) for m in reversed(newest_first[1:])])
 
 
-async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None) -> Turn:
-    """Take the conversation's lease (409 when busy), then start the turn in its own task,
-    owned by the registry, not by the request."""
+async def launch(
+    context: AppContext,
+    spec: TurnSpec,
+    run_config: RunConfig | None = None,
+    *,
+    what: str = "conversation",
+) -> Turn:
+    """Check the user's conversation (404 `{what} not found`), take its lease (409 when busy),
+    then start the turn in its own task, owned by the registry, not by the request."""
     lease: TurnLease | None = None
     if spec.new_conversation:
         # Nothing to serialise against: the conversation exists once this turn commits, so
@@ -72,10 +78,10 @@ async def launch(context: AppContext, spec: TurnSpec, run_config: RunConfig | No
             holder=spec.assistant_message_id,
             ttl_seconds=context.settings.turn_lease_seconds,
         )
-        # One transaction: the lease, then the history read under it (the conversation's
-        # previous turn is committed by now). If the read fails, the lease is rolled back.
+        # One transaction: the lease of the user's conversation (404 when it is not theirs),
+        # then the history read under it (the previous turn is committed by now).
         async with transaction(context.sessions) as db:
-            await lease.acquire(db)
+            await lease.acquire(db, owner=spec.user_id, what=what)
             await context.limits.count_turn(spec.user_id)  # a busy conversation costs no quota
             spec.history = await _history(db, spec, context.settings.history_limit)
     if not spec.retry:
@@ -110,13 +116,13 @@ class _Frames:
 
 
 async def launch_streaming(
-    context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None
+    context: AppContext, spec: TurnSpec, run_config: RunConfig | None = None, *, what: str
 ) -> EventSourceResponse:
     """Start a turn whose answer is its stream; 429 before anything starts when the user
     already has too many streams open."""
     slot = context.limits.reserve_stream(spec.user_id)
     try:
-        turn = await launch(context, spec, run_config)
+        turn = await launch(context, spec, run_config, what=what)
     except BaseException:
         slot.release()
         raise

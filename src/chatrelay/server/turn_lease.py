@@ -10,9 +10,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from chatrelay.server.errors import ChatrelayError, retry_after
+from chatrelay.server.errors import ChatrelayError, NotFound, retry_after
 from chatrelay.store import transaction
-from chatrelay.store.repositories import LeaseRepository
+from chatrelay.store.repositories import ConversationRepository, LeaseRepository
 
 logger = logging.getLogger("chatrelay.turns")
 
@@ -37,10 +37,16 @@ class TurnLease:
         self._holder = holder
         self._ttl = timedelta(seconds=ttl_seconds)
 
-    async def acquire(self, db: AsyncSession) -> None:
-        """Take the lease in the caller's transaction, or raise `ConversationBusy` (409)."""
-        if not await LeaseRepository(db).acquire(self._conversation_id, self._holder, self._ttl):
-            raise ConversationBusy(retry_after_seconds=1)
+    async def acquire(self, db: AsyncSession, owner: str, what: str = "conversation") -> None:
+        """Take the lease of `owner`'s conversation in the caller's transaction; `NotFound`
+        (404) when it is not theirs (exactly as when it does not exist), `ConversationBusy`
+        (409) while another turn holds it."""
+        leases = LeaseRepository(db)
+        if await leases.acquire(self._conversation_id, self._holder, self._ttl, owner=owner):
+            return
+        if await ConversationRepository(db, owner).get(self._conversation_id) is None:
+            raise NotFound(f"{what} not found")
+        raise ConversationBusy(retry_after_seconds=1)
 
     async def keep(self) -> None:
         """Renew until cancelled (run as a task beside the turn)."""

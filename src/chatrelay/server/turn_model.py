@@ -30,7 +30,6 @@ class TurnSpec:
     user_id: str
     conversation_id: str
     new_conversation: bool
-    conversation_created_at: datetime
     user_text: str
     request_id: str | None
     metadata: dict[str, Any] | None
@@ -38,6 +37,8 @@ class TurnSpec:
     user_message_id: str
     assistant_message_id: str
     started_at: datetime = field(default_factory=utcnow)
+    conversation_created_at: datetime | None = None
+    """A new conversation's creation time (its `thread.created` event and row)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """Filled by `launch()` once the conversation's lease is held."""
     user_parts: dict[str, Any] | None = None
@@ -49,6 +50,12 @@ class TurnSpec:
     retry: bool = False
     """Regenerate the reply to the existing user message `user_message_id`: the messages after
     it are replaced, in the finalizer's one transaction."""
+
+    @property
+    def created_at(self) -> datetime:
+        """A new conversation's creation time."""
+        assert self.conversation_created_at is not None, "set for every new conversation"
+        return self.conversation_created_at
 
 
 @dataclass

@@ -170,9 +170,7 @@ class Turn:
     async def run(self) -> None:
         spec = self.spec
         if spec.new_conversation:
-            self._publish(
-                ck.thread_created(spec.conversation_id, spec.conversation_created_at, None)
-            )
+            self._publish(ck.thread_created(spec.conversation_id, spec.created_at, None))
         if not spec.retry:
             self._publish(ThreadItemDoneEvent(item=user_item(NewUserMessage.of(spec))))
         if spec.stream_options:
@@ -215,10 +213,8 @@ class Turn:
     def _handle(self, event: RunEvent) -> None:
         match event:
             case TextDelta(text=text):
-                if not self._text and self._metrics is not None:
-                    self._metrics.time_to_first_token.observe(
-                        time.perf_counter() - self._clock_start
-                    )
+                if not self._text:
+                    self._first_token()
                 self._start_assistant_message()
                 self._text.append(text)
                 self._publish_data(self._encode_delta(text))
@@ -230,6 +226,11 @@ class Turn:
                     self._metrics.tool_calls.labels(name).inc()
             case ToolReturned(call_id=call_id, result=result):
                 self._tools.returned(call_id, result)
+
+    def _first_token(self) -> None:
+        self._log.start_coalescing()  # this token goes out at once, later ones may be batched
+        if self._metrics is not None:
+            self._metrics.time_to_first_token.observe(time.perf_counter() - self._clock_start)
 
     def _reply_time(self) -> datetime:
         """The reply's timestamp: its first output (a tool call or text), for every item the
@@ -287,9 +288,7 @@ class Turn:
                 if spec.new_conversation and spec.title:
                     # As ChatKit's server does: the new title once the turn is done.
                     self._publish(
-                        ck.thread_updated(
-                            spec.conversation_id, spec.conversation_created_at, spec.title
-                        )
+                        ck.thread_updated(spec.conversation_id, spec.created_at, spec.title)
                     )
             if outcome.failure not in (None, Failure.STOPPED):
                 self._publish(

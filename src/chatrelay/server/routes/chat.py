@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path
@@ -14,7 +12,7 @@ from chatrelay.schemas import ChatRequest, ChatResponse, TokenUsage, ToolCallRec
 from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.context import AppContext
-from chatrelay.server.deps import AuthorizationHeader, Context, authenticate, owned_conversation
+from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import Conflict, ServerFault, ServiceUnavailable
 from chatrelay.server.limits import StreamSlot
 from chatrelay.server.middleware import current_request_id
@@ -23,49 +21,28 @@ from chatrelay.server.repeats import find_stored, stored_json, stored_stream
 from chatrelay.server.routes import chatkit
 from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
 from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
-from chatrelay.store import transaction
-from chatrelay.store.tables import as_utc, utcnow
+from chatrelay.store.tables import utcnow
 
 router = APIRouter(tags=["chat"])
 
 
-@dataclass
-class ResolvedConversation:
-    conversation_id: str
-    created_at: datetime
-    is_new: bool
-
-
-async def resolve_conversation(
-    context: AppContext, user_id: str, request: ChatRequest
-) -> ResolvedConversation:
-    """Check the user's conversation, or name a new one.
-
-    A new conversation is written by the turn's finalizer, together with its first messages.
-    Another user's conversation answers exactly like a missing one (no existence oracle).
-    """
-    if request.conversation_id is None:
-        return ResolvedConversation(new_id("thr"), utcnow(), True)
-    async with transaction(context.sessions) as db:
-        existing = await owned_conversation(db, user_id, request.conversation_id)
-        return ResolvedConversation(existing.id, as_utc(existing.created_at), False)
-
-
-async def start_turn(
-    context: AppContext, user_id: str, request: ChatRequest, resolved: ResolvedConversation
-) -> Turn:
+async def start_turn(context: AppContext, user_id: str, request: ChatRequest) -> Turn:
+    """A new conversation is written by the turn's finalizer, together with its first
+    messages; an existing one is checked by `launch()` (another user's answers exactly like a
+    missing one: no existence oracle)."""
+    is_new = request.conversation_id is None
     spec = TurnSpec(
         user_id=user_id,
-        conversation_id=resolved.conversation_id,
-        new_conversation=resolved.is_new,
-        conversation_created_at=resolved.created_at,
+        conversation_id=request.conversation_id or new_id("thr"),
+        new_conversation=is_new,
+        conversation_created_at=utcnow() if is_new else None,
         user_text=request.message,
         request_id=request.request_id,
         metadata=request.metadata,
         correlation_id=current_request_id(),
         user_message_id=new_id("msg"),
         assistant_message_id=new_id("msg"),
-        title=title_for(request.message) if resolved.is_new else None,
+        title=title_for(request.message) if is_new else None,
     )
     return await launch(context, spec)
 
@@ -155,8 +132,7 @@ async def _start_or_release(
     context: AppContext, user: str, request: ChatRequest, slot: StreamSlot | None
 ) -> Turn:
     try:
-        resolved = await resolve_conversation(context, user, request)
-        return await start_turn(context, user, request, resolved)
+        return await start_turn(context, user, request)
     except BaseException:
         if slot is not None:
             slot.release()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from chatrelay.store.tables import TurnLease, utcnow
+from chatrelay.store.tables import Conversation, TurnLease, utcnow
 
 
 class LeaseRepository:
@@ -22,12 +22,20 @@ class LeaseRepository:
         dialect = self._db.get_bind().dialect.name
         return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TurnLease)
 
-    async def acquire(self, conversation_id: str, holder: str, ttl: timedelta) -> bool:
-        """Take the lease, or take over an expired one; False while another turn holds it."""
+    async def acquire(
+        self, conversation_id: str, holder: str, ttl: timedelta, *, owner: str
+    ) -> bool:
+        """Take the lease of `owner`'s conversation, or take over an expired one: one
+        statement. False while another turn holds it, or when `owner` has no such
+        conversation (the caller tells which, off the hot path)."""
         now = utcnow()
+        expires_at = sa.literal(now + ttl, sa.DateTime(timezone=True))
+        owned = sa.select(sa.literal(conversation_id), sa.literal(holder), expires_at).where(
+            col(Conversation.id) == conversation_id, col(Conversation.user_id) == owner
+        )
         statement = (
             self._insert()
-            .values(conversation_id=conversation_id, holder=holder, expires_at=now + ttl)
+            .from_select(["conversation_id", "holder", "expires_at"], owned)
             .on_conflict_do_update(
                 index_elements=["conversation_id"],
                 set_={"holder": holder, "expires_at": now + ttl},
