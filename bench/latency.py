@@ -186,9 +186,11 @@ def ttft_phase(targets: list[Target], params: Params) -> dict[str, Any]:
         case: {name: distribution(s["ttft_s"]) for name, s in by_name.items()}
         for case, by_name in samples.items()
     }
-    # Every measured turn adds two messages to the conversation it was measured on.
+    # Every measured turn adds two messages to the conversation it was measured on (the
+    # floor's "conversation" stays empty).
+    grown = 2 * (params.samples - 1)
     span = {
-        case: {name: [count, count + 2 * (params.samples - 1)] for name, count in by_name.items()}
+        case: {name: [count, count + grown if count else 0] for name, count in by_name.items()}
         for case, by_name in seeded.items()
     }
     return {"prior_messages_first_last": span, "samples": samples, "summary": summary}
