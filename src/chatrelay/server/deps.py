@@ -14,7 +14,8 @@ from chatrelay.store import Conversation
 from chatrelay.store.repositories import ConversationRepository
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop on every request.
     context: AppContext = request.app.state.context
     return context
 

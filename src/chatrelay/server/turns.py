@@ -367,9 +367,9 @@ class TurnRegistry:
 
     def latest_turn(self, conversation_id: str) -> Turn | None:
         """The running turn, or the last finished one while its events are kept (resume)."""
-        running = self.running_turn(conversation_id)
-        if running is not None:
-            return running
+        entry = self._by_conversation.get(conversation_id)
+        if entry is not None:
+            return entry[0]
         self._expire_finished()
         entry = self._finished.get(conversation_id)
         return entry[0] if entry is not None else None
@@ -379,8 +379,12 @@ class TurnRegistry:
         return len(self._tasks)
 
     def running_turn(self, conversation_id: str) -> Turn | None:
+        """The conversation's turn until its outcome is settled (its task may still be
+        winding down for a moment: then there is nothing left to stop)."""
         entry = self._by_conversation.get(conversation_id)
-        return entry[0] if entry is not None else None
+        if entry is None or entry[0].outcome.done():
+            return None
+        return entry[0]
 
     def stop(self, conversation_id: str) -> Turn | None:
         """Stop the conversation's running turn (its run is cancelled, its partial reply kept)."""
