@@ -2,8 +2,9 @@
 
 A `ChatKitServer` subclass as chatkit-python's docs write one: `respond()` loads the thread's
 recent items (50, chatrelay's history limit), converts them with `simple_to_agent_input`, runs
-an Agents SDK `Agent` with `Runner.run_streamed` and yields `stream_agent_response(...)`. The
-agent is the golden tests' reference agent (`tests/fakes/chatkit_reference.py`): chatrelay's
+an Agents SDK `Agent` with `Runner.run_streamed` and yields `stream_agent_response(...)`: the
+golden tests' `ReferenceServer` (`tests/fakes/chatkit_reference.py`), here with a 50-item
+window. The agent is the reference agent: chatrelay's
 offline model, its todo recognizers and confirmers, and the reference's `add_task` tool. The
 store is `bench/chatkit_store.py` (SQLite through aiosqlite). The route is the docs' one,
 `server.process(body, context)` into a `StreamingResponse`, behind the same bearer-token
@@ -23,49 +24,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from agents import Agent, Model, RunConfig, Runner
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
-from chatkit.server import ChatKitServer, StreamingResult
-from chatkit.types import ThreadMetadata, ThreadStreamEvent, UserMessageItem
+from agents import Model
+from chatkit.server import StreamingResult
 from fastapi import FastAPI, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
-from tests.fakes.chatkit_reference import reference_todo_tools
+from tests.fakes.chatkit_reference import ReferenceAgent, ReferenceServer, reference_todo_tools
+from tests.fakes.chatkit_store import RequestContext
 
-from bench.chatkit_store import RequestContext, SQLiteStore
+from bench.chatkit_store import SQLiteStore
 from bench.jwt_check import check_bearer
 from chatrelay.agents import OfflineModel
 from chatrelay.agents.assistant import SYSTEM_PROMPT
 from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
 
 HISTORY_LIMIT = 50  # chatrelay's default HISTORY_LIMIT
-
-BenchAgent = Agent[AgentContext[RequestContext]]
-
-
-class BenchChatKitServer(ChatKitServer[RequestContext]):
-    """The docs' `respond()`: recent items in, the agent's streamed run out."""
-
-    def __init__(self, store: SQLiteStore, agent: BenchAgent) -> None:
-        super().__init__(store)
-        self.agent = agent
-
-    async def respond(
-        self,
-        thread: ThreadMetadata,
-        input_user_message: UserMessageItem | None,
-        context: RequestContext,
-    ) -> AsyncIterator[ThreadStreamEvent]:
-        recent = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
-        agent_input = await simple_to_agent_input(list(reversed(recent.data)))
-        agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
-        result = Runner.run_streamed(
-            self.agent,
-            agent_input,
-            context=agent_context,
-            run_config=RunConfig(tracing_disabled=True),
-        )
-        async for event in stream_agent_response(agent_context, result):
-            yield event
 
 
 def offline_model(delay_seconds: float = 0.0) -> OfflineModel:
@@ -78,13 +50,13 @@ def offline_model(delay_seconds: float = 0.0) -> OfflineModel:
 def create_app(secret: str, db_path: FilePath, model: Model | None = None) -> FastAPI:
     """The app; the store's connection is opened and closed by its lifespan."""
     store = SQLiteStore(db_path)
-    agent = BenchAgent(
+    agent = ReferenceAgent(
         name="chatkit-bench",
         instructions=SYSTEM_PROMPT,
         model=model or offline_model(),
         tools=reference_todo_tools(),
     )
-    server = BenchChatKitServer(store, agent)
+    server = ReferenceServer(store, agent, history_items=HISTORY_LIMIT)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -19,7 +19,6 @@ differently, so the bench does not charge ChatKitServer for a naive store:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import aiosqlite
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
+from tests.fakes.chatkit_store import RequestContext
 
 ITEM: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 ATTACHMENT: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -54,13 +54,6 @@ CREATE TABLE IF NOT EXISTS attachments (
     data TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """Who is asking: every store call is scoped to this user."""
-
-    user_id: str
 
 
 def _direction(order: str) -> str:

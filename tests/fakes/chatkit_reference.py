@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from agents import Agent, FunctionTool, RunConfig, Runner, function_tool
 from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
 from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import Store
 from chatkit.types import ThreadMetadata, ThreadStreamEvent, UserMessageItem
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from chatrelay.agents import OfflineModel
 from chatrelay.agents.assistant import SYSTEM_PROMPT
 from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
-from tests.fakes.chatkit_store import InMemoryStore, RequestContext
+from tests.fakes.chatkit_store import RequestContext
 
 HISTORY_ITEMS = 20
 REFERENCE_USER = "alice"
@@ -55,9 +56,15 @@ def reference_agent(tools: list[FunctionTool] | None = None) -> ReferenceAgent:
 
 
 class ReferenceServer(ChatKitServer[RequestContext]):
-    def __init__(self, store: InMemoryStore, agent: ReferenceAgent) -> None:
+    def __init__(
+        self,
+        store: Store[RequestContext],
+        agent: ReferenceAgent,
+        history_items: int = HISTORY_ITEMS,
+    ) -> None:
         super().__init__(store)
         self.agent = agent
+        self.history_items = history_items
 
     async def respond(
         self,
@@ -65,7 +72,9 @@ class ReferenceServer(ChatKitServer[RequestContext]):
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        recent = await self.store.load_thread_items(thread.id, None, HISTORY_ITEMS, "desc", context)
+        recent = await self.store.load_thread_items(
+            thread.id, None, self.history_items, "desc", context
+        )
         agent_input = await simple_to_agent_input(list(reversed(recent.data)))
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(

@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 from bench.chatkit_app import create_app
-from bench.chatkit_store import RequestContext, SQLiteStore
+from bench.chatkit_store import SQLiteStore
 from bench.stream_throughput import chatkit_input, request_body
 from bench.targets import CHATKIT
 from chatkit.store import NotFoundError
@@ -24,6 +24,7 @@ from chatkit.types import InferenceOptions, ThreadMetadata, UserMessageItem, Use
 from fastapi import FastAPI
 
 from tests.conftest import client_for, running
+from tests.fakes.chatkit_store import RequestContext
 from tests.fakes.models import FaultyModel
 from tests.sse import done_item, kinds, parse_sse, validate_chatkit
 
