@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import time
@@ -34,6 +35,37 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process, in KiB: resident set size now and its peak so far."""
+    values = dict.fromkeys(("VmRSS", "VmHWM"), 0)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0])  # "  123456 kB"
+    return values["VmRSS"], values["VmHWM"]
+
+
+def open_files_limit(pid: int) -> tuple[str, str]:
+    """(soft, hard) RLIMIT_NOFILE of one process from /proc/<pid>/limits: numbers or "unlimited"."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise RuntimeError(f"no open files limit in /proc/{pid}/limits")
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to the hard limit; servers started after inherit it.
+
+    Returns the (soft, hard) limits now in force. A thousand open streams need a thousand sockets
+    on each side, and many shells start with a soft limit of 1024.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 @dataclass
 class Server:
     name: str
@@ -47,6 +79,9 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.process.pid)
+
+    def memory_kb(self) -> tuple[int, int]:
+        return process_memory_kb(self.process.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
