@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bench.report import environment
-from chatrelay.agents.inprocess_mcp import USER_META_KEY, InProcessMCPServer
+from chatrelay.agents.inprocess_mcp import USER_META_KEY
 from chatrelay.config import Settings
 from chatrelay.server import create_app
 from chatrelay.server.auth import mint_token
@@ -225,7 +225,7 @@ async def measure(backend: Backend, rounds: int, warmup: int) -> dict[str, Any]:
         context: AppContext = app.state.context
         sessions = context.sessions  # the app's own engine and pool: all paths share them
         # The very instance the agent holds, connected once by the lifespan.
-        in_process = next(s for s in context.agent.mcp_servers if isinstance(s, InProcessMCPServer))
+        in_process = context.todo_mcp
         http = await stack.enter_async_context(
             httpx2.AsyncClient(
                 transport=httpx2.ASGITransport(app=app),

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.conftest import AppFactory, auth, client_for
 from tests.integration.helpers import SSE, context_of, stored_messages
@@ -75,3 +76,37 @@ async def test_a_commit_that_keeps_failing_is_an_error_event_with_the_correlatio
         for r in caplog.records
     )
     assert await stored_messages(app) == []
+
+
+async def test_an_exhausted_connection_pool_is_503_retry_after(app_factory: AppFactory) -> None:
+    """Regression: SQLAlchemy's pool timeout (every connection busy for 30 s, seen at 2,000
+    concurrent follow-ups) is not a DBAPIError, so it was answered 500."""
+    app = await app_factory()
+    async with client_for(app) as client:
+        first = await client.post("/api/alice/chat", json={"message": "one"}, headers=auth())
+        conversation_id = first.json()["conversation_id"]
+
+        def no_connection_free(*_args: Any) -> None:
+            raise PoolTimeout("QueuePool limit of size 5 overflow 10 reached")
+
+        pool = context_of(app).engine.sync_engine.pool
+        event.listen(pool, "checkout", no_connection_free)
+        try:
+            busy = await client.post(
+                "/api/alice/chat",
+                json={"message": "two", "conversation_id": conversation_id},
+                headers={**auth(), "X-Request-ID": "corr-busy"},
+            )
+        finally:
+            event.remove(pool, "checkout", no_connection_free)
+        after = await client.post(
+            "/api/alice/chat",
+            json={"message": "three", "conversation_id": conversation_id},
+            headers=auth(),
+        )
+
+    assert busy.status_code == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert busy.json() == {"detail": "server busy, please retry", "correlation_id": "corr-busy"}
+    assert after.status_code == 200
+    assert len(await stored_messages(app, conversation_id)) == 4

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, AsyncExitStack
 from typing import Any
 
-from agents import AgentBase, RunContextWrapper
+from agents import AgentBase, RunContextWrapper, Tool
 from agents.mcp import MCPServer as AgentsMCPServer
-from agents.mcp.util import MCPToolMetaContext
+from agents.mcp.util import MCPToolMetaContext, MCPUtil
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult
@@ -92,3 +92,14 @@ class InProcessMCPServer(AgentsMCPServer):
         self, name: str, arguments: dict[str, Any] | None = None
     ) -> GetPromptResult:
         return await self._connected().get_prompt(name, arguments)
+
+
+async def function_tools(server: AgentsMCPServer, agent: AgentBase) -> list[Tool]:
+    """`server`'s tools as the Agents SDK function tools that call them over MCP, built once.
+
+    Given as `mcp_servers=`, the SDK lists and converts them again on every run (~18 KiB and
+    ~0.3 ms per turn); given as `tools=`, each call still goes through `server.call_tool`,
+    with the acting user resolved from that run's context by the server's meta resolver.
+    """
+    strict = bool(agent.mcp_config.get("convert_schemas_to_strict", False))
+    return await MCPUtil.get_function_tools(server, strict, RunContextWrapper(context=None), agent)

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from chatrelay import __version__
 from chatrelay.agents import ChatrelayModelProvider
 from chatrelay.agents.assistant import build_agent, build_run_config
-from chatrelay.agents.inprocess_mcp import InProcessMCPServer
+from chatrelay.agents.inprocess_mcp import InProcessMCPServer, function_tools
 from chatrelay.config import Settings
 from chatrelay.server.context import AppContext
 from chatrelay.server.errors import install_error_handlers
@@ -72,6 +72,8 @@ def create_app(
             todo_for_agent = InProcessMCPServer(todo, act_as=acting_as)
             await todo_for_agent.connect()
             stack.push_async_callback(todo_for_agent.cleanup)
+            agent = build_agent()
+            agent.tools = await function_tools(todo_for_agent, agent)
             todo_over_http = await stack.enter_async_context(streamable_http(todo))
             limits = UserLimits(settings)
             stack.callback(limits.close)
@@ -83,7 +85,7 @@ def create_app(
                 engine=engine,
                 sessions=sessions,
                 provider=model_provider,
-                agent=build_agent(mcp_servers=[todo_for_agent]),
+                agent=agent,
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
                 buffer=InProcessTurnBuffer(turns, settings.sse_flush_interval_seconds),
@@ -91,6 +93,7 @@ def create_app(
                 limits=limits,
                 metrics=Metrics(open_streams=limits.open_streams),
                 mcp_http=AuthenticatedMCP(settings, todo_over_http),
+                todo_mcp=todo_for_agent,
             )
             _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
             logger.info("chatrelay %s ready (model=%s)", __version__, settings.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents import Agent, ModelProvider, RunConfig
+from agents.mcp import MCPServer as AgentsMCPServer
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp
@@ -35,3 +36,5 @@ class AppContext:
     """Request ids being served by this process (exactly-once turns)."""
     mcp_http: ASGIApp
     """`/mcp`: the todo MCP server over streamable HTTP, behind bearer auth."""
+    todo_mcp: AgentsMCPServer
+    """The same server as the agent's tools reach it (in-process MCP)."""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatrelay.server.middleware import current_request_id
@@ -91,11 +92,20 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     return JSONResponse(_server_fault_body("database unavailable, please retry"), status_code=503)
 
 
+async def _database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("no database connection free (correlation_id=%s): %s", current_request_id(), exc)
+    return JSONResponse(
+        _server_fault_body("server busy, please retry"), status_code=503, headers=retry_after(1)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ChatrelayError, _chatrelay_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # A refused connection surfaces as OSError from the driver, a lost one as a DBAPIError.
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(OSError, _database_unavailable)
+    # Every pooled connection stayed in use for the pool's timeout: overload, not a fault.
+    app.add_exception_handler(PoolTimeout, _database_busy)
     # Anything else is answered (500 + correlation id) by RequestIdMiddleware.
     # FastAPI's own 422 handler already answers {"detail": [field errors]}.

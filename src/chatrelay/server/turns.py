@@ -367,12 +367,12 @@ class TurnRegistry:
 
     def latest_turn(self, conversation_id: str) -> Turn | None:
         """The running turn, or the last finished one while its events are kept (resume)."""
-        entry = self._by_conversation.get(conversation_id)
-        if entry is not None:
-            return entry[0]
+        running = self._by_conversation.get(conversation_id)
+        if running is not None:
+            return running[0]
         self._expire_finished()
-        entry = self._finished.get(conversation_id)
-        return entry[0] if entry is not None else None
+        finished = self._finished.get(conversation_id)
+        return finished[0] if finished is not None else None
 
     @property
     def running(self) -> int:
