@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.stream_throughput $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -25,19 +25,26 @@ def spread(values: Iterable[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
-def _cells(row: Row, names: Sequence[str], baseline: str | None) -> list[str]:
-    """Each server's value in the row's format; with `baseline`, also its ratio to that one."""
-    base = row.values.get(baseline) if baseline else None
+Baselines = str | Sequence[str] | None
+
+
+def _cells(row: Row, names: Sequence[str], baseline: Baselines) -> list[str]:
+    """Each server's value in the row's format, then its ratio to each baseline's value
+    (`1.42x A`, the baseline named by its label's first letter when there are several)."""
+    bases = [baseline] if isinstance(baseline, str) else list(baseline or [])
     cells = []
     for name in names:
         value = row.values.get(name)
         if value is None:
             cells.append("n/a")
             continue
-        cell = row.fmt.format(value)
-        if base and name != baseline:
-            cell += f" ({value / base:.2f}x)"
-        cells.append(cell)
+        ratios = []
+        for base in bases:
+            reference = row.values.get(base)
+            if reference and name != base and name not in bases[: bases.index(base)]:
+                tag = "" if len(bases) == 1 else " " + "AB"[bases.index(base)]
+                ratios.append(f"{value / reference:.2f}x{tag}")
+        cells.append(row.fmt.format(value) + (f" ({', '.join(ratios)})" if ratios else ""))
     return cells
 
 
@@ -54,7 +61,7 @@ def _label(row: Row, notes: list[str], star: str = "*") -> str:
 
 
 def format_section(
-    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: str | None = None
+    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: Baselines = None
 ) -> str:
     """A plain-text table of the section's rows, one column per server in `order`; the
     ratio to `baseline`'s value after each other value; then the rows' notes."""
@@ -71,7 +78,7 @@ def format_section(
 
 
 def markdown_section(
-    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: str | None = None
+    section: Section, labels: Mapping[str, str], order: Sequence[str], baseline: Baselines = None
 ) -> str:
     """The same table in Markdown, for the README: written by the bench, never by hand."""
     names = _present(section, order)
@@ -138,10 +145,7 @@ def save_section(
     return path
 
 
-README_START, README_END = (
-    "<!-- bench:stream_throughput:start -->",
-    "<!-- bench:stream_throughput:end -->",
-)
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def update_readme(readme: Path, table: str) -> bool:
