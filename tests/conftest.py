@@ -87,8 +87,6 @@ def make_settings(database: Database, **overrides: Any) -> Settings:
         "database_url": database.url,
         "auth_secret": TEST_SECRET,
         "_env_file": None,
-        # One write per event, so tests can stop a client after exactly N events.
-        "sse_flush_interval_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -89,3 +89,23 @@ async def test_the_last_events_are_not_held_back() -> None:
     log.close()
     assert await asyncio.wait_for(pending, 5) == [(1, "second")]
     assert [batch async for batch in reader] == []
+
+
+async def test_a_reader_cancelled_while_waiting_or_pausing_breaks_no_other() -> None:
+    log = EventLog()
+    log.start_coalescing()
+    log.publish("a")
+    pausing, steady = (log.batches(flush_interval=30) for _ in range(2))
+    for reader in (pausing, steady):
+        assert await anext(reader) == [(0, "a")]
+    paused = asyncio.ensure_future(anext(pausing))  # pausing for up to 30 s
+    waiter_reader = log.batches(after=0)
+    waited = asyncio.ensure_future(anext(waiter_reader))  # waiting for an event
+    await asyncio.sleep(0)
+    paused.cancel()
+    waited.cancel()
+    await asyncio.gather(paused, waited, return_exceptions=True)
+    log.publish("b")
+    log.close()
+    assert [batch async for batch in steady] == [[(1, "b")]]
+    assert [event async for event in log.events(after=-1)] == [(0, "a"), (1, "b")]

@@ -93,7 +93,7 @@ async def _write(
         # Created with its first turn: a failed first turn leaves nothing behind.
         await conversations.add(
             spec.conversation_id,
-            created_at=spec.created_at,
+            created_at=spec.new_conversation_created_at,
             updated_at=outcome.created_at,
             metadata=spec.metadata,
             title=spec.title,

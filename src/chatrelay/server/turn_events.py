@@ -59,7 +59,7 @@ class EventLog:
         while True:
             end = len(self._events)
             if index < end:
-                hold_next = flush_interval and self._coalescing  # as of this batch
+                hold_next = bool(flush_interval) and self._coalescing  # as of this batch
                 yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
                 index = end
                 if hold_next and not self._closed:

@@ -52,7 +52,7 @@ class TurnSpec:
     it are replaced, in the finalizer's one transaction."""
 
     @property
-    def created_at(self) -> datetime:
+    def new_conversation_created_at(self) -> datetime:
         """A new conversation's creation time."""
         assert self.conversation_created_at is not None, "set for every new conversation"
         return self.conversation_created_at

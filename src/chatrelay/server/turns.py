@@ -170,7 +170,9 @@ class Turn:
     async def run(self) -> None:
         spec = self.spec
         if spec.new_conversation:
-            self._publish(ck.thread_created(spec.conversation_id, spec.created_at, None))
+            self._publish(
+                ck.thread_created(spec.conversation_id, spec.new_conversation_created_at, None)
+            )
         if not spec.retry:
             self._publish(ThreadItemDoneEvent(item=user_item(NewUserMessage.of(spec))))
         if spec.stream_options:
@@ -194,10 +196,13 @@ class Turn:
             failure = Failure.INTERNAL
             logger.exception("turn failed (correlation_id=%s)", spec.correlation_id)
         finally:
-            if keeper is not None:
-                keeper.cancel()
-            # Reached through cancellation too: the finalizer must run to its end.
-            await complete_despite_cancellation(self._finalize(failure))
+            try:
+                # Reached through cancellation too: the finalizer must run to its end.
+                await complete_despite_cancellation(self._finalize(failure))
+            finally:
+                # Renewed until the commit (which may retry for a while) has released it.
+                if keeper is not None:
+                    keeper.cancel()
 
     async def _run_model(self) -> None:
         spec = self.spec
@@ -288,7 +293,9 @@ class Turn:
                 if spec.new_conversation and spec.title:
                     # As ChatKit's server does: the new title once the turn is done.
                     self._publish(
-                        ck.thread_updated(spec.conversation_id, spec.created_at, spec.title)
+                        ck.thread_updated(
+                            spec.conversation_id, spec.new_conversation_created_at, spec.title
+                        )
                     )
             if outcome.failure not in (None, Failure.STOPPED):
                 self._publish(

@@ -1,4 +1,4 @@
-"""`POST /api/{user_id}/chat`: validate, authenticate, resolve conversation, run, respond."""
+"""`POST /api/{user_id}/chat`: validate, authenticate, start the turn, respond (JSON or SSE)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ async def start_turn(context: AppContext, user_id: str, request: ChatRequest) ->
     is_new = request.conversation_id is None
     spec = TurnSpec(
         user_id=user_id,
-        conversation_id=request.conversation_id or new_id("thr"),
+        conversation_id=new_id("thr")
+        if request.conversation_id is None
+        else request.conversation_id,
         new_conversation=is_new,
         conversation_created_at=utcnow() if is_new else None,
         user_text=request.message,

@@ -81,7 +81,8 @@ class ConversationRepository:
 
     async def rename(self, conversation: Conversation, title: str | None) -> Conversation:
         conversation.title = title
-        self._db.add(conversation)  # written with the transaction's other rows, in one flush
+        self._db.add(conversation)
+        await self._db.flush()
         return conversation
 
     async def delete(self, conversation: Conversation) -> None:
