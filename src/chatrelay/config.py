@@ -23,6 +23,10 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./chatrelay.db"
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a request waits for a pooled connection before it is answered 503."""
     auth_secret: str | None = Field(
         default=None, validation_alias=AliasChoices("AUTH_SECRET", "BETTER_AUTH_SECRET")
     )

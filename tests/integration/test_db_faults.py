@@ -110,3 +110,29 @@ async def test_an_exhausted_connection_pool_is_503_retry_after(app_factory: AppF
     assert busy.json() == {"detail": "server busy, please retry", "correlation_id": "corr-busy"}
     assert after.status_code == 200
     assert len(await stored_messages(app, conversation_id)) == 4
+
+
+async def test_the_pool_settings_bound_the_wait_for_a_connection(app_factory: AppFactory) -> None:
+    app = await app_factory(
+        database_pool_size=1, database_max_overflow=0, database_pool_timeout_seconds=0.2
+    )
+    async with client_for(app) as client:
+        first = await client.post("/api/alice/chat", json={"message": "one"}, headers=auth())
+        conversation_id = first.json()["conversation_id"]
+        engine = context_of(app).engine
+        async with engine.connect() as held:  # the pool's only connection
+            await held.exec_driver_sql("SELECT 1")
+            busy = await client.post(
+                "/api/alice/chat",
+                json={"message": "two", "conversation_id": conversation_id},
+                headers=auth(),
+            )
+        after = await client.post(
+            "/api/alice/chat",
+            json={"message": "three", "conversation_id": conversation_id},
+            headers=auth(),
+        )
+
+    assert engine.pool.size() == 1
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert after.status_code == 200

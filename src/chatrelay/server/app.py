@@ -59,7 +59,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = create_engine(settings.database_url, schema=database_schema)
+            engine = create_engine(
+                settings.database_url,
+                schema=database_schema,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_timeout=settings.database_pool_timeout_seconds,
+            )
             stack.push_async_callback(engine.dispose)
             if settings.is_sqlite:
                 await upgrade(engine)  # the embedded database needs no separate `migrate` step

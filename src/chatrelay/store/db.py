@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    schema: str | None = None,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+) -> AsyncEngine:
     """Build the async engine. `schema` pins Postgres' search_path (tests use one per test)."""
     connect_args: dict[str, Any] = {}
     if database_url.startswith("sqlite"):
@@ -23,7 +30,14 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
     # A server connection can drop while pooled; a file cannot (and with aiosqlite every
     # ping is a round trip through its thread).
     pre_ping = not database_url.startswith("sqlite")
-    engine = create_async_engine(database_url, connect_args=connect_args, pool_pre_ping=pre_ping)
+    engine = create_async_engine(
+        database_url,
+        connect_args=connect_args,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+    )
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
