@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import httpx
 
@@ -136,7 +135,6 @@ async def test_a_stop_before_the_turn_ran_releases_its_lease(app_factory: AppFac
             user_id="alice",
             conversation_id=conversation_id,
             new_conversation=False,
-            conversation_created_at=datetime.now(UTC),
             user_text="two",
             request_id=None,
             metadata=None,

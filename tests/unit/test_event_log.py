@@ -20,8 +20,8 @@ def _ready(step: object) -> object:
 
 
 async def test_nothing_is_held_back_until_the_first_token() -> None:
-    log = EventLog()
-    reader = log.batches(flush_interval=1)
+    log = EventLog(flush_interval=1)
+    reader = log.batches()
     log.publish("thread created")
     assert _ready(anext(reader)) == [(0, "thread created")]
     log.start_coalescing()
@@ -38,10 +38,10 @@ async def test_nothing_is_held_back_until_the_first_token() -> None:
 
 
 async def test_the_last_events_are_not_held_back() -> None:
-    log = EventLog()
+    log = EventLog(flush_interval=30)
     log.start_coalescing()
     log.publish("first")
-    reader = log.batches(flush_interval=30)
+    reader = log.batches()
     assert await anext(reader) == [(0, "first")]
     pending = asyncio.ensure_future(anext(reader))
     await asyncio.sleep(0)  # the reader is now pausing, for up to 30 s
@@ -53,10 +53,10 @@ async def test_the_last_events_are_not_held_back() -> None:
 
 
 async def test_a_reader_cancelled_while_waiting_or_pausing_breaks_no_other() -> None:
-    log = EventLog()
+    log = EventLog(flush_interval=30)
     log.start_coalescing()
     log.publish("a")
-    pausing, steady = (log.batches(flush_interval=30) for _ in range(2))
+    pausing, steady = (log.batches() for _ in range(2))
     for reader in (pausing, steady):
         assert await anext(reader) == [(0, "a")]
     paused = asyncio.ensure_future(anext(pausing))  # pausing for up to 30 s

@@ -6,7 +6,7 @@ import pytest
 from sse_starlette import ServerSentEvent
 
 from chatrelay.schemas import chatkit as ck
-from chatrelay.server.sse import encode_event, encode_text_delta, frame
+from chatrelay.server.sse import encode_event, frame, text_delta_encoder
 
 TRICKY = [
     "",
@@ -22,7 +22,8 @@ TRICKY = [
 
 @pytest.mark.parametrize("delta", TRICKY)
 def test_text_delta_fast_path_matches_the_model(delta: str) -> None:
-    assert encode_text_delta("msg_abc", delta) == encode_event(ck.text_delta("msg_abc", delta))
+    encode = text_delta_encoder("msg_abc")
+    assert encode(delta) == encode_event(ck.text_delta("msg_abc", delta))
 
 
 @pytest.mark.parametrize("data", ['{"type":"x"}', '{"delta":"é 😀"}'])
@@ -33,5 +34,5 @@ def test_frames_match_sse_starlette(sequence: int, data: str) -> None:
 
 def test_a_lone_surrogate_does_not_break_the_stream() -> None:
     """Regression guard: a provider may send an escaped lone surrogate; UTF-8 can't hold it."""
-    data = encode_text_delta("msg_abc", "broken \ud800 pair")
+    data = text_delta_encoder("msg_abc")("broken \ud800 pair")
     assert "broken ? pair" in frame(1, data).decode("utf-8")

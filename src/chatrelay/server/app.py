@@ -94,7 +94,7 @@ def create_app(
                 agent=agent,
                 run_config=build_run_config(settings, model_provider),
                 turns=turns,
-                buffer=InProcessTurnBuffer(turns, settings.sse_flush_interval_seconds),
+                buffer=InProcessTurnBuffer(turns),
                 claims=RequestClaims(),
                 limits=limits,
                 metrics=Metrics(open_streams=limits.open_streams),

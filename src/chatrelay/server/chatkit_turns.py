@@ -130,7 +130,6 @@ async def start_chatkit_turn(
                 **base,
                 conversation_id=conversation.id,
                 new_conversation=False,
-                conversation_created_at=as_utc(conversation.created_at),
                 user_text=retried.content,
                 user_message_id=retried.id,
                 started_at=as_utc(retried.created_at),

@@ -38,10 +38,6 @@ def text_delta_encoder(item_id: str) -> Callable[[str], str]:
     return encode
 
 
-def encode_text_delta(item_id: str, delta: str) -> str:
-    return text_delta_encoder(item_id)(delta)
-
-
 def frame(sequence: int, data: str) -> bytes:
     """One SSE event, byte for byte as sse-starlette's `ServerSentEvent(data, id).encode()`.
 

@@ -22,12 +22,11 @@ class TurnBuffer(Protocol):
 
 
 class InProcessTurnBuffer:
-    def __init__(self, registry: TurnRegistry, flush_interval: float = 0.0) -> None:
+    def __init__(self, registry: TurnRegistry) -> None:
         self._registry = registry
-        self._flush_interval = flush_interval
 
     def replay(self, conversation_id: str, user_id: str, after: int) -> Events | None:
         turn = self._registry.latest_turn(conversation_id)
         if turn is None or turn.spec.user_id != user_id:
             return None
-        return turn.batches(after, self._flush_interval)
+        return turn.batches(after)

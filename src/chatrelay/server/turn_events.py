@@ -16,7 +16,9 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 class EventLog:
-    def __init__(self) -> None:
+    def __init__(self, flush_interval: float = 0.0) -> None:
+        self._flush_interval = flush_interval
+        """Once coalescing has started, how long a reader holds its next write back."""
         self._events: list[str] = []
         self._waiters: list[asyncio.Future[None]] = []
         """Readers waiting for the next event (none while they are busy writing)."""
@@ -50,20 +52,20 @@ class EventLog:
             for event in batch:
                 yield event
 
-    async def batches(self, after: int = -1, flush_interval: float = 0.0) -> AsyncIterator[Batch]:
+    async def batches(self, after: int = -1) -> AsyncIterator[Batch]:
         """Like `events()`, but everything published since the last batch at once: a reader
-        that fell behind catches up in one write instead of one per event. With a
-        `flush_interval`, once coalescing has started, a batch waits that long after the
-        previous one while the log is open: a burst of deltas becomes one write."""
+        that fell behind catches up in one write instead of one per event. With a flush
+        interval, once coalescing has started, a batch waits that long after the previous
+        one while the log is open: a burst of deltas becomes one write."""
         index = after + 1
         while True:
             end = len(self._events)
             if index < end:
-                hold_next = bool(flush_interval) and self._coalescing  # as of this batch
+                hold_next = bool(self._flush_interval) and self._coalescing  # as of this batch
                 yield [(sequence, self._events[sequence]) for sequence in range(index, end)]
                 index = end
                 if hold_next and not self._closed:
-                    await self._pause(flush_interval)
+                    await self._pause(self._flush_interval)
                 continue
             if self._closed:
                 return

@@ -94,6 +94,7 @@ async def launch(
         timeout_seconds=context.settings.turn_timeout_seconds,
         lease=lease,
         metrics=context.metrics,
+        flush_interval=context.settings.sse_flush_interval_seconds,
     )
     context.turns.start(turn)
     return turn
@@ -133,8 +134,7 @@ def stream_response(
     context: AppContext, turn: Turn, slot: StreamSlot | None = None
 ) -> EventSourceResponse:
     """The turn's events from the start, live."""
-    events = turn.batches(flush_interval=context.settings.sse_flush_interval_seconds)
-    return events_response(context, turn.spec.user_id, events, slot)
+    return events_response(context, turn.spec.user_id, turn.batches(), slot)
 
 
 def events_response(

@@ -96,6 +96,7 @@ class Turn:
         timeout_seconds: float,
         lease: TurnLease | None = None,
         metrics: Metrics | None = None,
+        flush_interval: float = 0.0,
     ) -> None:
         self.spec = spec
         self._agent = agent
@@ -105,7 +106,7 @@ class Turn:
         self._lease = lease
         self._metrics = metrics
         self._clock_start = time.perf_counter()
-        self._log = EventLog()
+        self._log = EventLog(flush_interval)
         self._text: list[str] = []
         self._encode_delta = text_delta_encoder(spec.assistant_message_id)
         self._tools = ToolActivity(
@@ -124,9 +125,9 @@ class Turn:
         """The turn's events after sequence id `after`, then live ones until it ends."""
         return self._log.events(after)
 
-    def batches(self, after: int = -1, flush_interval: float = 0.0) -> AsyncIterator[Batch]:
-        """The same in batches: see `EventLog.batches`."""
-        return self._log.batches(after, flush_interval)
+    def batches(self, after: int = -1) -> AsyncIterator[Batch]:
+        """The same in batches, writes coalesced: see `EventLog.batches`."""
+        return self._log.batches(after)
 
     def _publish(self, event: BaseModel) -> None:
         self._publish_data(encode_event(event))
