@@ -35,7 +35,7 @@ from bench.chatkit_store import SQLiteStore
 from bench.jwt_check import check_bearer
 from chatrelay.agents import OfflineModel
 from chatrelay.agents.assistant import SYSTEM_PROMPT
-from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
+from chatrelay.agents.todo_commands import confirm_todo_result, recognize_todo_command
 
 HISTORY_LIMIT = 50  # chatrelay's default HISTORY_LIMIT
 

@@ -41,9 +41,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bench.report import environment
 from chatrelay.agents.inprocess_mcp import USER_META_KEY
 from chatrelay.config import Settings
+from chatrelay.runtime import Runtime
 from chatrelay.server import create_app
 from chatrelay.server.auth import mint_token
-from chatrelay.server.context import AppContext
 from chatrelay.server.mcp_http import MCP_PATH
 from chatrelay.store import create_engine, transaction, upgrade
 from chatrelay.store.repositories import TaskRepository
@@ -222,10 +222,11 @@ async def measure(backend: Backend, rounds: int, warmup: int) -> dict[str, Any]:
     app = create_app(settings, database_schema=backend.schema)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(app))
-        context: AppContext = app.state.context
+        context: Runtime = app.state.runtime
         sessions = context.sessions  # the app's own engine and pool: all paths share them
         # The very instance the agent holds, connected once by the lifespan.
-        in_process = context.todo_mcp
+        in_process = context.model.tools
+        assert in_process is not None
         http = await stack.enter_async_context(
             httpx2.AsyncClient(
                 transport=httpx2.ASGITransport(app=app),

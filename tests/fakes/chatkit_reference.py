@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from chatrelay.agents import OfflineModel
 from chatrelay.agents.assistant import SYSTEM_PROMPT
-from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
+from chatrelay.agents.todo_commands import confirm_todo_result, recognize_todo_command
 from tests.fakes.chatkit_store import RequestContext
 
 HISTORY_ITEMS = 20

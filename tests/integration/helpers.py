@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlmodel import col, select
 
-from chatrelay.server.context import AppContext
+from chatrelay.runtime import Runtime
 from chatrelay.store import Conversation, Message, transaction
 
 SSE = {"Accept": "text/event-stream"}
 
 
-def context_of(app: FastAPI) -> AppContext:
-    context: AppContext = app.state.context
-    return context
+def context_of(app: FastAPI) -> Runtime:
+    runtime: Runtime = app.state.runtime
+    return runtime
 
 
 async def stored_messages(app: FastAPI, conversation_id: str | None = None) -> list[Message]:
@@ -31,4 +31,4 @@ async def stored_conversations(app: FastAPI) -> list[Conversation]:
 
 async def wait_for_turns(app: FastAPI) -> None:
     """Let every running turn (and its finalizer) finish."""
-    await context_of(app).turns.shutdown(grace_seconds=10)
+    await context_of(app).registry.shutdown(grace_seconds=10)

@@ -21,7 +21,7 @@ async def test_new_conversation_streams_chatkit_events_in_order(
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["cache-control"] == "no-store"  # sse-starlette's, not weaker
     assert response.headers["x-accel-buffering"] == "no"
     frames = parse_sse(response.text)
     validate_chatkit(frames)

@@ -294,7 +294,8 @@ async def test_a_stopped_chatkit_turn_keeps_its_partial_reply(app_factory: AppFa
             send(client, "threads.create", {"input": user_input("stop me soon")})
         )
         await asyncio.wait_for(model.reached.wait(), timeout=10)
-        (thread_id,) = list(context_of(app).turns._by_conversation)
+        (running,) = context_of(app).registry.running_turns()
+        thread_id = running.spec.conversation_id
         stop = await client.post(f"/api/alice/conversations/{thread_id}/cancel", headers=auth())
         frames = parse_sse((await streaming).text)
         reloaded = await items(client, thread_id, order="asc")

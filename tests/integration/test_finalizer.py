@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from chatrelay.chatkit import CHATKIT
 from chatrelay.server import create_app
-from chatrelay.server.turns import Turn, TurnRegistry, TurnSpec
 from chatrelay.store import transaction
 from chatrelay.store.repositories import ConversationRepository
+from chatrelay.turns import Turn, TurnRegistry, TurnSpec
 from tests.conftest import AppFactory, Database, auth, client_for, make_settings
 from tests.fakes.asgi import body_text, post_and_hang_up
 from tests.fakes.models import FaultyModel, SingleModelProvider, connection_error
@@ -128,7 +129,7 @@ async def test_client_disconnect_does_not_stop_the_turn(app_factory: AppFactory)
     frames = parse_sse(body_text(sent))
     validate_chatkit(frames)
     assert kinds(frames)[-1] == "assistant_message.content_part.text_delta"
-    assert context_of(app).turns.running == 1
+    assert context_of(app).registry.running == 1
     assert await stored_messages(app) == []
 
     gate.set()
@@ -178,7 +179,7 @@ async def test_shutdown_cancels_running_turns_and_finalizes_them(
             client.post("/api/alice/chat", json={"message": "bye"}, headers=auth())
         )
         await model.reached.wait()
-        await context_of(app).turns.shutdown(grace_seconds=0)
+        await context_of(app).registry.shutdown(grace_seconds=0)
         response = await request
 
     assert response.status_code == 503
@@ -194,13 +195,14 @@ async def test_finalizer_survives_repeated_cancellation(app_factory: AppFactory)
     the commit halfway; the finalizer must still write the pair."""
     model = FaultyModel(after_deltas=2, gate=asyncio.Event())
     app = await app_factory(SingleModelProvider(model))
-    registry = context_of(app).turns
+    registry = context_of(app).registry
     async with client_for(app) as client:
         request = asyncio.create_task(
             client.post("/api/alice/chat", json={"message": "stubborn"}, headers=auth())
         )
         await model.reached.wait()
-        (task,) = registry._tasks
+        (turn,) = registry.running_turns()
+        task = turn.task
         for _ in range(2000):
             if task.done():
                 break
@@ -311,7 +313,7 @@ async def test_finalizer_commits_despite_cancellation_on_every_path(
     error = connection_error() if path == "model_failure" else None
     model = FaultyModel(after_deltas=3 if error else 10_000, error=error)
     app = await app_factory(SingleModelProvider(model))
-    registry = context_of(app).turns
+    registry = context_of(app).registry
     hang_up = asyncio.Event()
     if path == "client_disconnect":
         hang_up.set()  # the client leaves at once; the turn runs on
@@ -319,7 +321,8 @@ async def test_finalizer_commits_despite_cancellation_on_every_path(
         post_and_hang_up(app, "/api/alice/chat", {"message": "storm"}, {**auth(), **SSE}, hang_up)
     )
     await model.ended.wait()  # the model is done: what is left is the finalizer's work
-    (task,) = registry._tasks
+    (turn,) = registry.running_turns()
+    task = turn.task
     await _cancel_until_done(task)
     await asyncio.wait([task])
     hang_up.set()
@@ -385,19 +388,12 @@ async def test_a_turn_cancelled_before_it_starts_still_releases_its_readers(
         user_message_id="msg_u",
         assistant_message_id="msg_a",
     )
-    turn = Turn(
-        spec,
-        agent=context.agent,
-        run_config=context.run_config,
-        sessions=context.sessions,
-        timeout_seconds=5,
-    )
+    turn = Turn(spec, model=context.model, store=context.turns.store, timeout_seconds=5)
     registry = TurnRegistry()
     registry.start(turn)
-    (task,) = registry._tasks
-    task.cancel()  # before its first step: run() never starts
+    turn.task.cancel()  # before its first step: its body never starts
 
     outcome = await asyncio.wait_for(turn.outcome, timeout=5)
     assert outcome.failure is not None and not outcome.committed
-    assert [event async for event in turn.events()] == []
+    assert [batch async for batch in turn.batches(CHATKIT)] == []
     assert await stored_messages(app) == []

@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from chatrelay.agents import ChatrelayModelProvider
-from chatrelay.server.turns import Failure
+from chatrelay.turns import Failure
 from tests.conftest import AppFactory, Database, auth, client_for, make_settings
 from tests.integration.helpers import SSE, stored_messages
 from tests.sse import Frame, done_item, kinds, parse_sse, turn_kinds, validate_chatkit

@@ -8,7 +8,7 @@ import httpx
 
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
-from tests.integration.helpers import SSE
+from tests.integration.helpers import SSE, context_of
 from tests.sse import Frame, parse_sse, validate_chatkit
 
 
@@ -52,7 +52,8 @@ async def test_resume_a_running_turn_then_follow_it_live(app_factory: AppFactory
             client.post("/api/alice/chat", json={"message": "live one"}, headers={**auth(), **SSE})
         )
         await asyncio.wait_for(model.reached.wait(), timeout=10)
-        conversation_id = next(iter(app.state.context.turns._by_conversation))
+        (running,) = context_of(app).registry.running_turns()
+        conversation_id = running.spec.conversation_id
         resumed = asyncio.create_task(
             client.get(_resume_url(conversation_id), headers={**auth(), "Last-Event-ID": "1"})
         )

@@ -6,8 +6,7 @@ import asyncio
 
 import httpx
 
-from chatrelay.server.turn_launch import launch
-from chatrelay.server.turns import Failure, TurnSpec
+from chatrelay.turns import Failure, TurnSpec
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
 from tests.integration.helpers import SSE, context_of, stored_messages
@@ -142,10 +141,9 @@ async def test_a_stop_before_the_turn_ran_releases_its_lease(app_factory: AppFac
             user_message_id="msg_user_two",
             assistant_message_id="msg_reply_two",
         )
-        turn = await launch(context, spec)
-        context.turns.stop(conversation_id)  # before the task's first step
+        turn = await context.turns.start(spec)
+        context.registry.stop(conversation_id)  # before the task's first step
         outcome = await asyncio.wait_for(turn.outcome, timeout=5)
-        await asyncio.sleep(0.05)  # the lease release runs as its own task
         after = await client.post(
             "/api/alice/chat",
             json={"message": "three", "conversation_id": conversation_id},

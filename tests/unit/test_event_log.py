@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from chatrelay.server.turn_events import EventLog
+from chatrelay.turns import TextDelta, TitleSet, TurnEvent
+from chatrelay.turns.log import EventLog
+
+
+class _Names:
+    """A wire format for tests: each event as its type name (and text, for deltas)."""
+
+    name = "names"
+    encoded = 0
+
+    def encoder(self) -> _Names:
+        return self
+
+    def encode(self, event: TurnEvent) -> Sequence[str]:
+        self.encoded += 1
+        return (event.text if isinstance(event, TextDelta) else type(event).__name__,)
+
+
+NAMES = _Names()
 
 
 def _ready(step: object) -> object:
@@ -21,13 +40,13 @@ def _ready(step: object) -> object:
 
 async def test_nothing_is_held_back_until_the_first_token() -> None:
     log = EventLog(flush_interval=1)
-    reader = log.batches()
-    log.publish("thread created")
-    assert _ready(anext(reader)) == [(0, "thread created")]
+    reader = log.batches(NAMES)
+    log.publish(TitleSet("thread created"))
+    assert _ready(anext(reader)) == [(0, "TitleSet")]
     log.start_coalescing()
-    log.publish("first token")
+    log.publish(TextDelta("first token"))
     assert _ready(anext(reader)) == [(1, "first token")]  # the first token is not held back
-    log.publish("second")
+    log.publish(TextDelta("second"))
     with_pause = anext(reader)
     try:
         _ready(with_pause)
@@ -40,13 +59,13 @@ async def test_nothing_is_held_back_until_the_first_token() -> None:
 async def test_the_last_events_are_not_held_back() -> None:
     log = EventLog(flush_interval=30)
     log.start_coalescing()
-    log.publish("first")
-    reader = log.batches()
+    log.publish(TextDelta("first"))
+    reader = log.batches(NAMES)
     assert await anext(reader) == [(0, "first")]
     pending = asyncio.ensure_future(anext(reader))
     await asyncio.sleep(0)  # the reader is now pausing, for up to 30 s
     assert not pending.done()
-    log.publish("second")
+    log.publish(TextDelta("second"))
     log.close()
     assert await asyncio.wait_for(pending, 5) == [(1, "second")]
     assert [batch async for batch in reader] == []
@@ -55,18 +74,42 @@ async def test_the_last_events_are_not_held_back() -> None:
 async def test_a_reader_cancelled_while_waiting_or_pausing_breaks_no_other() -> None:
     log = EventLog(flush_interval=30)
     log.start_coalescing()
-    log.publish("a")
-    pausing, steady = (log.batches() for _ in range(2))
+    log.publish(TextDelta("a"))
+    pausing, steady = (log.batches(NAMES) for _ in range(2))
     for reader in (pausing, steady):
         assert await anext(reader) == [(0, "a")]
     paused = asyncio.ensure_future(anext(pausing))  # pausing for up to 30 s
-    waiter_reader = log.batches(after=0)
+    waiter_reader = log.batches(NAMES, after=0)
     waited = asyncio.ensure_future(anext(waiter_reader))  # waiting for an event
     await asyncio.sleep(0)
     paused.cancel()
     waited.cancel()
     await asyncio.gather(paused, waited, return_exceptions=True)
-    log.publish("b")
+    log.publish(TextDelta("b"))
     log.close()
     assert [batch async for batch in steady] == [[(1, "b")]]
-    assert [event async for event in log.events(after=-1)] == [(0, "a"), (1, "b")]
+    assert [e async for batch in log.batches(NAMES) for e in batch] == [(0, "a"), (1, "b")]
+
+
+async def test_each_event_is_encoded_once_per_format_however_many_read_it() -> None:
+    names = _Names()
+    log = EventLog()
+    log.publish(TextDelta("early"))
+    readers = [log.batches(names) for _ in range(5)]  # the first opens the channel
+    for reader in readers:
+        assert await anext(reader) == [(0, "early")]
+    log.publish(TextDelta("late"))
+    log.close()
+    for reader in readers:
+        assert [batch async for batch in reader] == [[(1, "late")]]
+    assert names.encoded == 2
+
+
+async def test_a_turn_nobody_streams_encodes_nothing() -> None:
+    names = _Names()
+    log = EventLog()
+    for word in ("a", "b", "c"):
+        log.publish(TextDelta(word))
+    log.close()
+    assert names.encoded == 0
+    assert [type(event) for event in log.events] == [TextDelta] * 3

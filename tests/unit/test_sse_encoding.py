@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sse_starlette import ServerSentEvent
 
-from chatrelay.schemas import chatkit as ck
-from chatrelay.server.sse import encode_event, frame, text_delta_encoder
+from chatrelay.chatkit import ChatKitEncoder, encode_event
+from chatrelay.chatkit import events as ck
+from chatrelay.server.sse import frame
+from chatrelay.turns import AssistantStarted, TextDelta, TurnStarted
 
 TRICKY = [
     "",
@@ -18,12 +22,22 @@ TRICKY = [
     "html </script> & 'single'",
     "emoji 👩‍👩‍👧 and combining e\u0301",
 ]
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _replying_encoder() -> ChatKitEncoder:
+    """An encoder whose reply `msg_abc` has started and shown its first delta."""
+    encoder = ChatKitEncoder()
+    encoder.encode(TurnStarted("thr_1", False, None, offer_stop=False, retry=True))
+    encoder.encode(AssistantStarted("msg_abc", NOW))
+    encoder.encode(TextDelta("first "))  # opens the reply's item
+    return encoder
 
 
 @pytest.mark.parametrize("delta", TRICKY)
 def test_text_delta_fast_path_matches_the_model(delta: str) -> None:
-    encode = text_delta_encoder("msg_abc")
-    assert encode(delta) == encode_event(ck.text_delta("msg_abc", delta))
+    (encoded,) = _replying_encoder().encode(TextDelta(delta))
+    assert encoded == encode_event(ck.text_delta("msg_abc", delta))
 
 
 @pytest.mark.parametrize("data", ['{"type":"x"}', '{"delta":"é 😀"}'])
@@ -34,5 +48,5 @@ def test_frames_match_sse_starlette(sequence: int, data: str) -> None:
 
 def test_a_lone_surrogate_does_not_break_the_stream() -> None:
     """Regression guard: a provider may send an escaped lone surrogate; UTF-8 can't hold it."""
-    data = text_delta_encoder("msg_abc")("broken \ud800 pair")
+    (data,) = _replying_encoder().encode(TextDelta("broken \ud800 pair"))
     assert "broken ? pair" in frame(1, data).decode("utf-8")

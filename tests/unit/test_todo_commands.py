@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chatrelay.agents import ToolCallIntent
-from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
+from chatrelay.agents.todo_commands import confirm_todo_result, recognize_todo_command
 
 
 @pytest.mark.parametrize(

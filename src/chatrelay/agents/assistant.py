@@ -1,11 +1,17 @@
-"""The agent chatrelay runs for every turn, and the run configuration around it."""
+"""The agent chatrelay runs for every turn, and the model adapter built around it."""
 
 from __future__ import annotations
 
-from agents import Agent, ModelProvider, ModelSettings, RunConfig, Tool
-from agents.mcp import MCPServer
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from chatrelay.agents.runner import TurnContext
+from agents import Agent, ModelProvider, ModelSettings, RunConfig, Tool
+from mcp.server.mcpserver import MCPServer
+
+from chatrelay.agents.inprocess_mcp import ActAs, InProcessMCPServer, function_tools
+from chatrelay.agents.providers import ChatrelayModelProvider
+from chatrelay.agents.runner import AgentsTurnModel, TurnContext
+from chatrelay.agents.todo_commands import confirm_todo_result, recognize_todo_command
 from chatrelay.config import Settings
 
 SYSTEM_PROMPT = """\
@@ -22,14 +28,11 @@ You are the assistant in a chat widget, and you keep the user's todo list with y
 """
 
 
-def build_agent(
-    tools: list[Tool] | None = None, mcp_servers: list[MCPServer] | None = None
-) -> Agent[TurnContext]:
+def build_agent(tools: list[Tool]) -> Agent[TurnContext]:
     return Agent[TurnContext](
         name="chatrelay",
         instructions=SYSTEM_PROMPT,
-        tools=tools or [],
-        mcp_servers=mcp_servers or [],
+        tools=tools,
         # Chat Completions only reports token usage when asked to.
         model_settings=ModelSettings(include_usage=True),
     )
@@ -42,3 +45,27 @@ def build_run_config(settings: Settings, provider: ModelProvider) -> RunConfig:
         tracing_disabled=not settings.tracing,
         trace_include_sensitive_data=False,
     )
+
+
+@asynccontextmanager
+async def open_turn_model(
+    settings: Settings,
+    todo: MCPServer,
+    act_as: ActAs,
+    provider: ModelProvider | None = None,
+) -> AsyncIterator[AgentsTurnModel]:
+    """The agent with the todo tools (through in-process MCP, acting as each turn's user),
+    on `provider` or the configured one; connected for as long as the block lasts."""
+    async with AsyncExitStack() as stack:
+        if provider is None:
+            own = ChatrelayModelProvider(
+                settings, recognizers=[recognize_todo_command], confirmers=[confirm_todo_result]
+            )
+            stack.push_async_callback(own.aclose)
+            provider = own
+        tools_server = InProcessMCPServer(todo, act_as=act_as)
+        await tools_server.connect()
+        stack.push_async_callback(tools_server.cleanup)
+        agent = build_agent([])
+        agent.tools = await function_tools(tools_server, agent)
+        yield AgentsTurnModel(agent, build_run_config(settings, provider), tools=tools_server)

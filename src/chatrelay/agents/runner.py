@@ -1,27 +1,42 @@
-"""Run one turn with `Runner.run_streamed` and translate its stream into our own small events.
+"""The turn core's model, run with the Agents SDK: `Runner.run_streamed` in, turn events out.
 
 Raw response deltas are forwarded as they arrive (no buffering); run-item events only fill in
 tool calls and their results. Whatever stops the consumer (completion, an error, cancellation,
-`aclose()`), the run is cancelled in `finally` so no model call outlives its turn.
+`aclose()`), the run is cancelled in `finally` so no model call outlives its turn. Provider
+and SDK failures become `ModelUnavailable`; the core decides what they mean for the turn.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agents import Agent, RunConfig, Runner
+import openai
+from agents import Agent, ModelSettings, RunConfig, Runner
+from agents.exceptions import AgentsException
 from agents.items import ToolCallItem, ToolCallOutputItem
+from agents.mcp import MCPServer
 from agents.result import RunResultStreaming
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
-from agents.usage import Usage
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputItemAddedEvent,
     ResponseTextDeltaEvent,
+)
+
+from chatrelay.turns import (
+    ModelEvent,
+    ModelRequest,
+    ModelUnavailable,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallFinished,
+    ToolCallStarted,
+    Usage,
 )
 
 logger = logging.getLogger("chatrelay.agents")
@@ -33,55 +48,6 @@ class TurnContext:
 
     user_id: str
     conversation_id: str
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallStarted:
-    """The model has just decided to call a tool (its arguments are still streaming)."""
-
-    call_id: str
-    tool_name: str
-
-
-@dataclass(frozen=True)
-class ToolCalled:
-    call_id: str
-    tool_name: str
-    parameters: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolReturned:
-    call_id: str
-    result: Any
-
-
-RunEvent = TextDelta | ToolCallStarted | ToolCalled | ToolReturned
-
-
-@dataclass
-class UsageTotals:
-    """The provider's own token counts, summed over the turn's model calls."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-
-    @classmethod
-    def of(cls, usage: Usage) -> UsageTotals:
-        return cls(usage.input_tokens, usage.output_tokens, usage.total_tokens)
-
-
-@dataclass
-class RunTrace:
-    """What a run produced so far; still meaningful when the run failed halfway."""
-
-    usage: UsageTotals = field(default_factory=UsageTotals)
 
 
 def _parse_arguments(arguments: str) -> dict[str, Any]:
@@ -106,7 +72,7 @@ def _tool_result(output: Any) -> Any:
     return output
 
 
-def _translate(event: object) -> RunEvent | None:
+def _translate(event: object) -> ModelEvent | None:
     if isinstance(event, RawResponsesStreamEvent):
         data = event.data
         if isinstance(data, ResponseTextDeltaEvent) and data.delta:
@@ -123,7 +89,8 @@ def _translate(event: object) -> RunEvent | None:
             raw = item.raw_item
             name = getattr(raw, "name", None) or type(raw).__name__
             call_id = getattr(raw, "call_id", None) or getattr(raw, "id", None) or ""
-            return ToolCalled(call_id, name, _parse_arguments(getattr(raw, "arguments", "")))
+            arguments = _parse_arguments(getattr(raw, "arguments", ""))
+            return ToolCallArguments(call_id, name, arguments)
         if isinstance(item, ToolCallOutputItem):
             raw_out = item.raw_item
             call_id = (
@@ -131,30 +98,59 @@ def _translate(event: object) -> RunEvent | None:
                 if isinstance(raw_out, dict)
                 else getattr(raw_out, "call_id", "")
             )
-            return ToolReturned(str(call_id), _tool_result(item.output))
+            return ToolCallFinished(str(call_id), _tool_result(item.output))
     return None
 
 
-async def run_agent(
-    agent: Agent[TurnContext],
-    input_items: list[Any],
-    context: TurnContext,
-    run_config: RunConfig,
-    trace: RunTrace,
-    *,
-    max_turns: int = 10,
-) -> AsyncGenerator[RunEvent, None]:
-    """Stream a run's events; `trace.usage` holds the run's usage once the stream is closed
-    (consume it inside `contextlib.aclosing`, so that happens when the loop ends)."""
-    result: RunResultStreaming = Runner.run_streamed(
-        agent, input_items, context=context, run_config=run_config, max_turns=max_turns
-    )
-    try:
-        async for event in result.stream_events():
-            translated = _translate(event)
-            if translated is not None:
-                yield translated
-    finally:
-        trace.usage = UsageTotals.of(result.context_wrapper.usage)
-        if not result.is_complete:
-            result.cancel()
+class AgentsTurnModel:
+    """`chatrelay.turns.TurnModel` on one agent and its run configuration."""
+
+    def __init__(
+        self,
+        agent: Agent[TurnContext],
+        run_config: RunConfig,
+        *,
+        tools: MCPServer | None = None,
+        max_turns: int = 10,
+    ) -> None:
+        self.agent = agent
+        self.run_config = run_config
+        self.tools = tools
+        """The MCP server the agent's tools call, if any."""
+        self._max_turns = max_turns
+
+    def config_for(self, request: ModelRequest) -> RunConfig:
+        """The run configuration, with the turn's own model and tool choice if it has them."""
+        config = self.run_config
+        if request.model is not None:
+            config = dataclasses.replace(config, model=request.model)
+        if request.tool_choice is not None:
+            config = dataclasses.replace(
+                config, model_settings=ModelSettings(tool_choice=request.tool_choice)
+            )
+        return config
+
+    async def stream(self, request: ModelRequest, usage: Usage) -> AsyncGenerator[ModelEvent, None]:
+        items: list[Any] = [{"role": role, "content": content} for role, content in request.history]
+        items.append({"role": "user", "content": request.text})
+        result: RunResultStreaming = Runner.run_streamed(
+            self.agent,
+            items,
+            context=TurnContext(request.user_id, request.conversation_id),
+            run_config=self.config_for(request),
+            max_turns=self._max_turns,
+        )
+        try:
+            async for event in result.stream_events():
+                translated = _translate(event)
+                if translated is not None:
+                    yield translated
+        except (openai.APIError, AgentsException) as exc:
+            raise ModelUnavailable(str(exc)) from exc
+        finally:
+            totals = result.context_wrapper.usage
+            usage.input_tokens = totals.input_tokens
+            usage.output_tokens = totals.output_tokens
+            usage.total_tokens = totals.total_tokens
+            if not result.is_complete:
+                result.cancel()

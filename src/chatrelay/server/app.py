@@ -1,4 +1,4 @@
-"""The app factory. Engines and clients are made in the lifespan, never at import."""
+"""The app factory. The runtime and the MCP transport are made in the lifespan, never at import."""
 
 from __future__ import annotations
 
@@ -6,30 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from agents import ModelProvider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatrelay import __version__
-from chatrelay.agents import ChatrelayModelProvider
-from chatrelay.agents.assistant import build_agent, build_run_config
-from chatrelay.agents.inprocess_mcp import InProcessMCPServer, function_tools
 from chatrelay.config import Settings
-from chatrelay.server.context import AppContext
+from chatrelay.runtime import ModelProvider, open_runtime
 from chatrelay.server.errors import install_error_handlers
-from chatrelay.server.limits import UserLimits
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
-from chatrelay.server.metrics import Metrics
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from chatrelay.server.request_claims import RequestClaims
 from chatrelay.server.routes import chat, chatkit, conversations, health
-from chatrelay.server.turn_buffer import InProcessTurnBuffer
-from chatrelay.server.turns import TurnRegistry
-from chatrelay.store import create_engine, sessionmaker, upgrade
-from chatrelay.tools.commands import confirm_todo_result, recognize_todo_command
-from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.transcripts.middleware import TranscriptMiddleware
 
 logger = logging.getLogger("chatrelay.server")
@@ -43,8 +31,8 @@ class _MCPEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        context: AppContext = scope["app"].state.context
-        await context.mcp_http(scope, receive, send)
+        transport: ASGIApp = scope["app"].state.mcp_http
+        await transport(scope, receive, send)
 
 
 def create_app(
@@ -59,48 +47,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = create_engine(
-                settings.database_url,
-                schema=database_schema,
-                pool_size=settings.database_pool_size,
-                max_overflow=settings.database_max_overflow,
-                pool_timeout=settings.database_pool_timeout_seconds,
+            runtime = await stack.enter_async_context(
+                open_runtime(settings, provider=provider, database_schema=database_schema)
             )
-            stack.push_async_callback(engine.dispose)
-            if settings.is_sqlite:
-                await upgrade(engine)  # the embedded database needs no separate `migrate` step
-            sessions = sessionmaker(engine)
-            model_provider = provider or ChatrelayModelProvider(
-                settings, recognizers=[recognize_todo_command], confirmers=[confirm_todo_result]
-            )
-            stack.push_async_callback(model_provider.aclose)
-            todo = build_todo_server(sessions)
-            todo_for_agent = InProcessMCPServer(todo, act_as=acting_as)
-            await todo_for_agent.connect()
-            stack.push_async_callback(todo_for_agent.cleanup)
-            agent = build_agent()
-            agent.tools = await function_tools(todo_for_agent, agent)
-            todo_over_http = await stack.enter_async_context(streamable_http(todo))
-            limits = UserLimits(settings)
-            stack.callback(limits.close)
-            turns = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
-            # Registered last, so it runs first: turns finish while their tools still work.
-            stack.push_async_callback(turns.shutdown, settings.shutdown_grace_seconds)
-            app.state.context = AppContext(
-                settings=settings,
-                engine=engine,
-                sessions=sessions,
-                provider=model_provider,
-                agent=agent,
-                run_config=build_run_config(settings, model_provider),
-                turns=turns,
-                buffer=InProcessTurnBuffer(turns),
-                claims=RequestClaims(),
-                limits=limits,
-                metrics=Metrics(open_streams=limits.open_streams),
-                mcp_http=AuthenticatedMCP(settings, todo_over_http),
-                todo_mcp=todo_for_agent,
-            )
+            transport = await stack.enter_async_context(streamable_http(runtime.todo))
+            app.state.runtime = runtime
+            app.state.mcp_http = AuthenticatedMCP(settings, transport)
             _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
             logger.info("chatrelay %s ready (model=%s)", __version__, settings.model)
             yield

@@ -1,41 +1,18 @@
-"""The one place that knows the wire format of a ChatKit event and of an SSE frame.
+"""The one place that knows the SSE framing: frames of already-encoded items, as a response.
 
-Text deltas are most of a stream's events, so they have a fast path that writes the same
-bytes as the pydantic model would (a unit test holds the two together).
+Encoding an event is the wire format's job (`chatrelay.chatkit.CHATKIT` for ChatKit's
+events), done once per event and shared by every reader; framing is done here, once per
+reader write.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
-from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from chatrelay.config import Settings
-
-# The C string encoder `json.dumps(..., ensure_ascii=False)` uses for a str.
-_json_string: Callable[[str], str] = json.encoder.encode_basestring
-_TEXT_DELTA_PREFIX = (
-    '{"type":"thread.item.updated","item_id":%s,"update":'
-    '{"type":"assistant_message.content_part.text_delta","content_index":0,"delta":'
-)
-
-
-def encode_event(event: BaseModel) -> str:
-    """JSON for an SSE `data:` field: aliases, no nulls, as chatkit-python writes it."""
-    return event.model_dump_json(by_alias=True, exclude_none=True)
-
-
-def text_delta_encoder(item_id: str) -> Callable[[str], str]:
-    """`delta -> encode_event(text_delta(item_id, delta))`, without building the models: the
-    item's part is encoded once, each delta is one C call and two concatenations."""
-    prefix = _TEXT_DELTA_PREFIX % _json_string(item_id)
-
-    def encode(delta: str) -> str:
-        return prefix + _json_string(delta) + "}}"
-
-    return encode
+from chatrelay.turns import Batch, StreamSlot
 
 
 def frame(sequence: int, data: str) -> bytes:
@@ -47,11 +24,44 @@ def frame(sequence: int, data: str) -> bytes:
     return f"id: {sequence}\r\ndata: {data}\r\n\r\n".encode("utf-8", "replace")
 
 
+class _Frames:
+    """Batches of a turn's items as SSE writes, holding one of the user's stream slots while
+    they flow (released however the stream ends, even if it never starts)."""
+
+    def __init__(self, batches: AsyncIterator[Batch[str]], slot: StreamSlot) -> None:
+        self._batches = batches
+        self._slot = slot
+        slot.release_with(self)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for batch in self._batches:
+                yield b"".join(frame(sequence, data) for sequence, data in batch)
+        finally:
+            self._slot.release()
+
+
+async def _items(items: Iterable[str]) -> AsyncIterator[bytes]:
+    for sequence, data in enumerate(items):
+        yield frame(sequence, data)
+
+
 def sse_response(frames: AsyncIterable[bytes], settings: Settings) -> EventSourceResponse:
-    """Frames as a response: no caching, no proxy buffering, keep-alive pings, send timeout."""
+    """Frames as a response: sse-starlette's headers (`Cache-Control: no-store`,
+    `X-Accel-Buffering: no`), keep-alive pings and a send timeout."""
     return EventSourceResponse(
-        frames,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=settings.sse_ping_seconds,
-        send_timeout=settings.sse_send_timeout_seconds,
+        frames, ping=settings.sse_ping_seconds, send_timeout=settings.sse_send_timeout_seconds
     )
+
+
+def stream_response(
+    batches: AsyncIterator[Batch[str]], slot: StreamSlot, settings: Settings
+) -> EventSourceResponse:
+    """A turn's items, live. Leaving the stream (a client disconnect) does not touch the
+    turn: it runs on."""
+    return sse_response(_Frames(batches, slot), settings)
+
+
+def items_response(items: Iterable[str], settings: Settings) -> EventSourceResponse:
+    """Items known in full (a stored reply), numbered from 0."""
+    return sse_response(_items(items), settings)

@@ -1,2 +1,2 @@
-"""Tools the agent may call. The MCP todo tools arrive here; identity comes from
-`chatrelay.agents.TurnContext`, never from tool arguments."""
+"""The MCP todo server and its five tools. They act for the verified caller only (the turn's
+user in-process, the token's user over `/mcp`), never for a user named in tool arguments."""

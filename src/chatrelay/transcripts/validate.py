@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from chatkit.types import ThreadStreamEvent
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
+from chatrelay.chatkit import THREAD_STREAM_EVENT
 from chatrelay.transcripts.format import Transcript
-
-CHATKIT_EVENT: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 
 
 def problems(transcript: Transcript) -> list[str]:
@@ -21,7 +19,7 @@ def problems(transcript: Transcript) -> list[str]:
     for index, event in enumerate(events):
         assert event.data is not None
         try:
-            CHATKIT_EVENT.validate_json(event.data, strict=True)
+            THREAD_STREAM_EVENT.validate_json(event.data, strict=True)
         except ValidationError as exc:
             errors = "; ".join(
                 f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"

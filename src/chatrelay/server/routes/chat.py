@@ -8,48 +8,38 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
 
-from chatrelay.schemas import ChatRequest, ChatResponse, TokenUsage, ToolCallRecord
+from chatrelay.chatkit import CHATKIT, stored_reply_events
+from chatrelay.runtime import Runtime
+from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
 from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
-from chatrelay.server.context import AppContext
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import Conflict, ServerFault, ServiceUnavailable
-from chatrelay.server.limits import StreamSlot
+from chatrelay.server.errors import ServerFault, ServiceUnavailable
 from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
-from chatrelay.server.repeats import find_stored, stored_json, stored_stream
 from chatrelay.server.routes import chatkit
-from chatrelay.server.turn_launch import launch, new_id, stream_response, title_for
-from chatrelay.server.turns import Failure, Turn, TurnOutcome, TurnSpec
-from chatrelay.store.tables import utcnow
+from chatrelay.server.sse import items_response, stream_response
+from chatrelay.turns import (
+    Attached,
+    Conflict,
+    Failure,
+    Started,
+    Stored,
+    StoredReply,
+    StreamSlot,
+    Turn,
+    TurnOutcome,
+    TurnSpec,
+)
 
 router = APIRouter(tags=["chat"])
 
 
-async def start_turn(context: AppContext, user_id: str, request: ChatRequest) -> Turn:
-    """A new conversation is written by the turn's finalizer, together with its first
-    messages; an existing one is checked by `launch()` (another user's answers exactly like a
-    missing one: no existence oracle)."""
-    is_new = request.conversation_id is None
-    spec = TurnSpec(
-        user_id=user_id,
-        conversation_id=new_id("thr")
-        if request.conversation_id is None
-        else request.conversation_id,
-        new_conversation=is_new,
-        conversation_created_at=utcnow() if is_new else None,
-        user_text=request.message,
-        request_id=request.request_id,
-        metadata=request.metadata,
-        correlation_id=current_request_id(),
-        user_message_id=new_id("msg"),
-        assistant_message_id=new_id("msg"),
-        title=title_for(request.message) if is_new else None,
-    )
-    return await launch(context, spec)
+def _usage(counts: dict[str, int] | None) -> TokenUsage:
+    return TokenUsage.model_validate(counts or {})
 
 
-def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
+def json_reply(spec: TurnSpec, outcome: TurnOutcome) -> ChatResponse:
     if outcome.failure is Failure.STOPPED:
         if not outcome.committed:
             raise Conflict("the turn was stopped before any reply")
@@ -57,7 +47,6 @@ def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
         if outcome.failure is Failure.INTERNAL:
             raise ServerFault(outcome.failure.value)
         raise ServiceUnavailable(outcome.failure.value)
-    spec = turn.spec
     return ChatResponse(
         conversation_id=spec.conversation_id,
         message_id=outcome.message_id,
@@ -72,6 +61,21 @@ def json_reply(turn: Turn, outcome: TurnOutcome) -> ChatResponse:
         ),
         request_id=spec.request_id,
         metadata=spec.metadata,
+    )
+
+
+def stored_json(stored: StoredReply) -> ChatResponse:
+    reply = stored.reply
+    return ChatResponse(
+        conversation_id=reply.conversation_id,
+        message_id=reply.id,
+        message=reply.content,
+        response=reply.content,
+        created_at=reply.created_at,
+        tool_calls=[ToolCallRecord.model_validate(call) for call in reply.tool_calls],
+        usage=_usage(reply.usage),
+        request_id=stored.request.request_id,
+        metadata=stored.request.metadata,
     )
 
 
@@ -111,70 +115,56 @@ async def chat(
 ) -> Response | ChatResponse:
     if isinstance(request, ChatKitEnvelope):  # a ChatKit widget pointed at this URL
         user = authenticate(context, authorization, user_id)
-        return await chatkit.handle(context, user, chatkit.parse_envelope(request.model_dump()))
+        return await chatkit.answer(context, user, request.model_dump())
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
+    # A new conversation is written by the turn's finalizer, together with its first
+    # messages; an existing one is checked by start() (another user's answers exactly like
+    # a missing one: no existence oracle).
+    spec = TurnSpec.for_message(
+        user,
+        request.message,
+        conversation_id=request.conversation_id,
+        correlation_id=current_request_id(),
+        request_id=request.request_id,
+        metadata=request.metadata,
+    )
+    slot: StreamSlot | None = None
+
+    async def start() -> Turn:
+        nonlocal slot
+        # Before any turn starts: a refused stream (429) must not leave a turn running.
+        if representation is Representation.SSE:
+            slot = context.limits.reserve_stream(user)
+        try:
+            return await context.turns.start(spec)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+
     if request.request_id is None:
-        slot = _reserve_stream(context, user, representation)
-        turn = await _start_or_release(context, user, request, slot)
-        return await respond(context, turn, representation, slot)
-    return await exactly_once(context, user, request, representation)
-
-
-def _reserve_stream(
-    context: AppContext, user: str, representation: Representation
-) -> StreamSlot | None:
-    """Before any turn starts: a refused stream (429) must not leave a turn running."""
-    if representation is Representation.SSE:
-        return context.limits.reserve_stream(user)
-    return None
-
-
-async def _start_or_release(
-    context: AppContext, user: str, request: ChatRequest, slot: StreamSlot | None
-) -> Turn:
-    try:
-        return await start_turn(context, user, request)
-    except BaseException:
-        if slot is not None:
-            slot.release()
-        raise
+        return await respond(context, await start(), representation, slot)
+    key = (user, request.conversation_id, request.request_id)
+    match await context.turns.exactly_once.serve(key, start):
+        case Attached(turn=turn):  # a repeat while its turn runs
+            return await respond(context, turn, representation)
+        case Started(turn=turn):
+            return await respond(context, turn, representation, slot)
+        case Stored(reply=stored):  # a repeat after its turn was committed: no model run
+            if representation is Representation.SSE:
+                return items_response(stored_reply_events(stored), context.settings)
+            return stored_json(stored)
 
 
 async def respond(
-    context: AppContext,
+    runtime: Runtime,
     turn: Turn,
     representation: Representation,
     slot: StreamSlot | None = None,
 ) -> Response | ChatResponse:
     if representation is Representation.SSE:
-        return stream_response(context, turn, slot=slot)
+        slot = slot or runtime.limits.reserve_stream(turn.spec.user_id)
+        return stream_response(turn.batches(CHATKIT), slot, runtime.settings)
     # shield(): a client that hangs up cancels this wait, never the turn.
-    return json_reply(turn, await asyncio.shield(turn.outcome))
-
-
-async def exactly_once(
-    context: AppContext, user: str, request: ChatRequest, representation: Representation
-) -> Response | ChatResponse:
-    """Serve a request id once: a repeat attaches to the running turn or gets the stored reply."""
-    assert request.request_id is not None
-    key = (user, request.conversation_id, request.request_id)
-    while (pending := context.claims.claim(key)) is not None:
-        running = await asyncio.shield(pending)
-        if running is not None:
-            return await respond(context, running, representation)
-        # The first request ended without a turn: look again (stored by now, or ours to run).
-    turn: Turn | None = None
-    try:
-        stored = await find_stored(context, key)
-        if stored is not None:
-            if representation is Representation.SSE:
-                return stored_stream(context, stored)
-            return stored_json(stored)
-        slot = _reserve_stream(context, user, representation)
-        turn = await _start_or_release(context, user, request, slot)
-    finally:
-        if turn is None:
-            context.claims.abandoned(key)
-    context.claims.started(key, turn)
-    return await respond(context, turn, representation, slot)
+    return json_reply(turn.spec, await asyncio.shield(turn.outcome))

@@ -1,19 +1,18 @@
-"""Per-conversation controls: an explicit stop of the running turn."""
+"""Per-conversation controls: an explicit stop of the running turn, and resuming its stream."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from chatrelay.chatkit import CHATKIT
 from chatrelay.schemas.errors import ErrorBody
-from chatrelay.server.deps import AuthorizationHeader, Context, authenticate, owned_conversation
-from chatrelay.server.errors import BadRequest, Conflict
-from chatrelay.server.turn_launch import events_response
-from chatrelay.store import transaction
+from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
+from chatrelay.server.sse import stream_response
+from chatrelay.turns import Invalid
 
 router = APIRouter(tags=["chat"])
 
@@ -44,16 +43,9 @@ async def cancel(
     authorization: AuthorizationHeader = None,
 ) -> Stopped:
     user = authenticate(context, authorization, user_id)
-    running = context.turns.running_turn(conversation_id)
-    if running is None or running.spec.user_id != user:
-        async with transaction(context.sessions) as db:
-            await owned_conversation(db, user, conversation_id)
-        raise Conflict("no turn is running in this conversation")
-    context.turns.stop(conversation_id)
     # The stream ends with its final events; answer once the partial reply is stored.
-    try:
-        outcome = await asyncio.wait_for(asyncio.shield(running.outcome), STOP_WAIT_SECONDS)
-    except TimeoutError:  # the stop is under way; its reply is saved when the commit ends
+    outcome = await context.turns.stop(conversation_id, user, wait_seconds=STOP_WAIT_SECONDS)
+    if outcome is None:  # the stop is under way; its reply is saved when the commit ends
         return Stopped(conversation_id=conversation_id, message_id=None, status="stopping")
     return Stopped(
         conversation_id=conversation_id,
@@ -81,12 +73,11 @@ async def resume(
 ) -> Response:
     user = authenticate(context, authorization, user_id)
     after = _sequence_id(last_event_id_header or last_event_id)
-    events = context.buffer.replay(conversation_id, user, after)
-    if events is not None:
-        return events_response(context, user, events)
-    async with transaction(context.sessions) as db:
-        await owned_conversation(db, user, conversation_id)
-    return Response(status_code=204)
+    items = await context.turns.replay(conversation_id, user, CHATKIT, after)
+    if items is None:
+        return Response(status_code=204)
+    slot = context.limits.reserve_stream(user)
+    return stream_response(items, slot, context.settings)
 
 
 def _sequence_id(value: str | None) -> int:
@@ -95,7 +86,7 @@ def _sequence_id(value: str | None) -> int:
     try:
         sequence = int(value)
     except ValueError:
-        raise BadRequest("Last-Event-ID must be an event id of this stream") from None
+        raise Invalid("Last-Event-ID must be an event id of this stream") from None
     if sequence < -1:
-        raise BadRequest("Last-Event-ID must be an event id of this stream")
+        raise Invalid("Last-Event-ID must be an event id of this stream")
     return sequence

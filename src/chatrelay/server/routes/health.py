@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from chatrelay.server.deps import Context
-from chatrelay.server.metrics import CONTENT_TYPE
 from chatrelay.store import ping
+from chatrelay.turns.metrics import CONTENT_TYPE
 
 logger = logging.getLogger("chatrelay.server")
 router = APIRouter(tags=["health"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -11,12 +10,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 def keyset_after(
     key: tuple[Any, Any],
-    cursor: tuple[datetime, str],
+    cursor: tuple[Any, Any],
     order: Literal["asc", "desc"],
     *,
     inclusive: bool = False,
 ) -> ColumnElement[bool]:
-    """Rows strictly after (or at, when `inclusive`) `cursor` in `order` of `key`."""
+    """Rows strictly after (or at, when `inclusive`) `cursor` in `order` of `key` (the
+    cursor: values, or the columns of another row in a correlated subquery)."""
     at, ident = key
     when, cursor_id = cursor
     if order == "asc":

@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store.repositories._keyset import keyset_after
-from chatrelay.store.tables import Message, messages_table
+from chatrelay.store.tables import Conversation, Message, messages_table
 
 
 class MessageRepository:
@@ -70,3 +71,48 @@ class MessageRepository:
         )
         result = await self._db.exec(statement)
         return int(result.rowcount or 0)
+
+    async def request_and_reply(
+        self, user_id: str, conversation_id: str | None, request_id: str
+    ) -> tuple[Message, Message | None] | None:
+        """The user's newest message sent with `request_id`, and the message right after it
+        (its reply, when that is an assistant message), in one query.
+
+        Without `conversation_id` only a message that opened its conversation counts: the
+        request started a conversation (request ids are scoped per conversation).
+        """
+        request, after, before = aliased(Message), aliased(Message), aliased(Message)
+        request_key = (col(request.created_at), col(request.id))
+        next_id = (
+            select(col(after.id))
+            .where(
+                col(after.conversation_id) == col(request.conversation_id),
+                keyset_after((col(after.created_at), col(after.id)), request_key, "asc"),
+            )
+            .order_by(col(after.created_at), col(after.id))
+            .limit(1)
+            .scalar_subquery()
+        )
+        reply = aliased(Message)
+        statement = (
+            select(request, reply)
+            .join(Conversation, col(Conversation.id) == col(request.conversation_id))
+            .outerjoin(reply, col(reply.id) == next_id)
+            .where(
+                col(Conversation.user_id) == user_id,
+                col(request.role) == "user",
+                col(request.request_id) == request_id,
+            )
+            .order_by(col(request.created_at).desc())
+            .limit(1)
+        )
+        if conversation_id is not None:
+            statement = statement.where(col(request.conversation_id) == conversation_id)
+        else:
+            earlier = select(col(before.id)).where(
+                col(before.conversation_id) == col(request.conversation_id),
+                keyset_after((col(before.created_at), col(before.id)), request_key, "desc"),
+            )
+            statement = statement.where(~earlier.exists())
+        row = (await self._db.exec(statement)).first()
+        return None if row is None else (row[0], row[1])

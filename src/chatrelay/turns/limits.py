@@ -1,4 +1,4 @@
-"""Per-user limits: turns per time window (429), and open streams at once (429)."""
+"""Per-user limits: turns per time window, and open streams at once (`RateLimited`)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,7 @@ from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from chatrelay.config import Settings
-from chatrelay.server.errors import ChatrelayError, retry_after
-
-
-class TooManyRequests(ChatrelayError):
-    status_code = 429
-
-    def __init__(self, detail: str, retry_after_seconds: float) -> None:
-        super().__init__(detail, headers=retry_after(retry_after_seconds))
+from chatrelay.turns.errors import RateLimited
 
 
 class StreamSlot:
@@ -43,28 +35,28 @@ class StreamSlot:
 
 
 class UserLimits:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, rate_limit: str, storage_url: str, max_streams: int) -> None:
         # Async storage: in-process memory by default, Redis (`async+redis://`) across processes.
-        self._storage = storage_from_string(settings.rate_limit_storage)
+        self._storage = storage_from_string(storage_url)
         self._limiter = MovingWindowRateLimiter(self._storage)
-        self._turns = parse(settings.rate_limit)
-        self._max_streams = settings.max_streams_per_user
+        self._turns = parse(rate_limit)
+        self._max_streams = max_streams
         self._streams: Counter[str] = Counter()
 
     async def count_turn(self, user_id: str) -> None:
-        """Count a new turn of the user, or raise 429 with Retry-After when over the limit."""
+        """Count a new turn of the user, or raise `RateLimited` when over the limit."""
         if await self._limiter.hit(self._turns, "turns", user_id):
             return
         stats = await self._limiter.get_window_stats(self._turns, "turns", user_id)
-        raise TooManyRequests("rate limit exceeded", stats.reset_time - time.time())
+        raise RateLimited("rate limit exceeded", stats.reset_time - time.time())
 
     def reserve_stream(self, user_id: str) -> StreamSlot:
-        """Hold one of the user's stream slots, or raise 429 when all are taken.
+        """Hold one of the user's stream slots, or raise `RateLimited` when all are taken.
 
         Reserved before a turn starts, so a refused stream never leaves a turn running.
         """
         if self._streams[user_id] >= self._max_streams:
-            raise TooManyRequests("too many open streams", retry_after_seconds=1)
+            raise RateLimited("too many open streams", retry_after=1)
         self._streams[user_id] += 1
         return StreamSlot(self._streams, user_id)
 

@@ -7,6 +7,7 @@ is an item id, always looked up inside the user's own conversation.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -24,8 +25,7 @@ from chatkit.types import (
 from pydantic import TypeAdapter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from chatrelay.schemas import chatkit as ck
-from chatrelay.server.tool_activity import result_preview, workflow_id_for
+from chatrelay.chatkit import events as ck
 from chatrelay.store import Conversation, Message
 from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import as_utc
@@ -39,42 +39,76 @@ _OPTIONS: TypeAdapter[InferenceOptions] = TypeAdapter(InferenceOptions)
 Order = Literal["asc", "desc"]
 
 
-class UserMessageFields(Protocol):
-    """What a user message item is made of: a stored `Message`, or a turn's new one."""
+RESULT_PREVIEW_CHARS = 300
+
+
+def workflow_id_for(assistant_message_id: str) -> str:
+    """The workflow item's id, derived so a reload rebuilds the same id."""
+    return "wf_" + assistant_message_id.removeprefix("msg_")
+
+
+def result_preview(result: Any) -> str:
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    if len(text) <= RESULT_PREVIEW_CHARS:
+        return text
+    return text[: RESULT_PREVIEW_CHARS - 1] + "…"
+
+
+class MessageFields(Protocol):
+    """What items are made of: a stored `Message`, or a stored reply of the turn core."""
 
     @property
     def id(self) -> str: ...
     @property
     def conversation_id(self) -> str: ...
     @property
+    def role(self) -> str: ...
+    @property
     def content(self) -> str: ...
     @property
     def parts(self) -> dict[str, Any] | None: ...
     @property
+    def tool_calls(self) -> list[dict[str, Any]]: ...
+    @property
     def created_at(self) -> datetime: ...
 
 
-def user_item(message: UserMessageFields) -> UserMessageItem:
-    parts: dict[str, Any] = message.parts or {}
+def user_item(
+    item_id: str,
+    thread_id: str,
+    text: str,
+    parts: dict[str, Any] | None,
+    created_at: datetime,
+) -> UserMessageItem:
+    """A user message: its stored ChatKit input when it came from ChatKit, else its text."""
+    parts = parts or {}
     content: list[UserMessageContent] = (
         _CONTENT.validate_python(parts["content"])
         if parts.get("content")
-        else [UserMessageTextContent(text=message.content)]
+        else [UserMessageTextContent(text=text)]
     )
     return UserMessageItem(
-        id=message.id,
-        thread_id=message.conversation_id,
-        created_at=as_utc(message.created_at),
+        id=item_id,
+        thread_id=thread_id,
+        created_at=as_utc(created_at),
         content=content,
         quoted_text=parts.get("quoted_text"),
         inference_options=_OPTIONS.validate_python(parts.get("inference_options") or {}),
     )
 
 
-def items_of(message: Message) -> list[ThreadItem]:
+def items_of(message: MessageFields) -> list[ThreadItem]:
     """The items one stored message stands for, oldest first."""
     if message.role == "user":
-        return [user_item(message)]
+        return [
+            user_item(
+                message.id,
+                message.conversation_id,
+                message.content,
+                message.parts,
+                message.created_at,
+            )
+        ]
     created_at = as_utc(message.created_at)
     items: list[ThreadItem] = []
     if message.tool_calls:

@@ -1,4 +1,4 @@
-"""Prometheus metrics, on a registry of the app's own (two apps in one process never clash)."""
+"""Prometheus metrics, on a registry of the runtime's own (two apps in one process never clash)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """ChatKit's stream vocabulary, built from `chatkit.types` (never re-declared here).
 
-Each function returns the typed event for one step of a turn; `server/sse.py` encodes them.
+Each function returns the typed ChatKit event (or item) for one step of a turn; the encoder
+(`chatrelay.chatkit.encoder`) turns turn events into these and these into JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from chatkit.types import (
 from pydantic import TypeAdapter
 
 THREAD_STREAM_EVENT: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
-"""Validates any event we emit (the tests run every emitted event through it)."""
+"""Validates any event (transcripts are checked with it)."""
 
 
 def thread_created(thread_id: str, created_at: datetime, title: str | None) -> ThreadCreatedEvent:

@@ -1,0 +1,25 @@
+"""ChatKit at the edge: the only package that imports `chatkit` (openai-chatkit).
+
+Turn events become ChatKit `ThreadStreamEvent`s (`CHATKIT`, a wire format of the turn log),
+stored messages become thread items, and ChatKit's request protocol becomes turn specs and
+answers (`ChatKitProtocol`). Imported as `chatrelay.chatkit`, absolute imports only, so it
+never shadows the library.
+"""
+
+from chatrelay.chatkit.encoder import CHATKIT, ChatKitEncoder, encode_event, stored_reply_events
+from chatrelay.chatkit.events import THREAD_STREAM_EVENT
+from chatrelay.chatkit.protocol import ChatKitProtocol, JsonAnswer, StreamAnswer
+from chatrelay.chatkit.requests import decode_json, parse_envelope
+
+__all__ = [
+    "CHATKIT",
+    "THREAD_STREAM_EVENT",
+    "ChatKitEncoder",
+    "ChatKitProtocol",
+    "JsonAnswer",
+    "StreamAnswer",
+    "decode_json",
+    "encode_event",
+    "parse_envelope",
+    "stored_reply_events",
+]

@@ -1,0 +1,96 @@
+"""The turn core: a turn's spec, its typed events, its run and finalizer, and the service
+every edge starts turns through. It imports no web framework, no ChatKit and no model SDK
+(import-linter checks it): edges encode its events, adapters run its model.
+"""
+
+from chatrelay.turns.buffer import InProcessTurnBuffer, TurnBuffer
+from chatrelay.turns.claims import Attached, ExactlyOnce, Started, Stored
+from chatrelay.turns.errors import (
+    Busy,
+    Conflict,
+    Invalid,
+    InvalidFields,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+    TurnRefused,
+)
+from chatrelay.turns.events import (
+    AssistantFinished,
+    AssistantStarted,
+    ModelEvent,
+    TextDelta,
+    TitleSet,
+    ToolCallArguments,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnEnded,
+    TurnEvent,
+    TurnFailed,
+    TurnStarted,
+    UserMessageAccepted,
+)
+from chatrelay.turns.limits import StreamSlot, UserLimits
+from chatrelay.turns.log import TURN_EVENTS, Batch, Encoder, WireFormat
+from chatrelay.turns.metrics import Metrics
+from chatrelay.turns.model import ModelRequest, ModelUnavailable, TurnModel
+from chatrelay.turns.registry import TurnRegistry
+from chatrelay.turns.service import TurnConfig, TurnService
+from chatrelay.turns.spec import Failure, History, TurnOutcome, TurnSpec, Usage, new_id, utcnow
+from chatrelay.turns.store import RequestKey, StoredMessage, StoredReply, TurnStore
+from chatrelay.turns.turn import Turn
+
+__all__ = [
+    "TURN_EVENTS",
+    "AssistantFinished",
+    "AssistantStarted",
+    "Attached",
+    "Batch",
+    "Busy",
+    "Conflict",
+    "Encoder",
+    "ExactlyOnce",
+    "Failure",
+    "History",
+    "InProcessTurnBuffer",
+    "Invalid",
+    "InvalidFields",
+    "Metrics",
+    "ModelEvent",
+    "ModelRequest",
+    "ModelUnavailable",
+    "NotFound",
+    "RateLimited",
+    "RequestKey",
+    "Started",
+    "Stored",
+    "StoreUnavailable",
+    "StoredMessage",
+    "StoredReply",
+    "StreamSlot",
+    "TextDelta",
+    "TitleSet",
+    "ToolCallArguments",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "Turn",
+    "TurnBuffer",
+    "TurnConfig",
+    "TurnEnded",
+    "TurnEvent",
+    "TurnFailed",
+    "TurnModel",
+    "TurnOutcome",
+    "TurnRefused",
+    "TurnRegistry",
+    "TurnService",
+    "TurnSpec",
+    "TurnStarted",
+    "TurnStore",
+    "Usage",
+    "UserLimits",
+    "UserMessageAccepted",
+    "WireFormat",
+    "new_id",
+    "utcnow",
+]

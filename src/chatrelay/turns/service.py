@@ -1,0 +1,130 @@
+"""The turn core's front door: start a turn, stop one, read one again. Every edge (the chat
+API, ChatKit's protocol, a socket) goes through here, and nothing here knows which it is."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from chatrelay.turns.buffer import TurnBuffer
+from chatrelay.turns.claims import ExactlyOnce
+from chatrelay.turns.errors import Conflict, Invalid, NotFound
+from chatrelay.turns.lease import Lease
+from chatrelay.turns.limits import UserLimits
+from chatrelay.turns.log import Batch, WireFormat
+from chatrelay.turns.metrics import Metrics
+from chatrelay.turns.model import TurnModel
+from chatrelay.turns.registry import TurnRegistry
+from chatrelay.turns.spec import TurnOutcome, TurnSpec, utcnow
+from chatrelay.turns.store import LeaseTerms, TurnStore
+from chatrelay.turns.turn import Turn
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    timeout_seconds: float = 300.0
+    lease_seconds: float = 30.0
+    history_limit: int = 50
+    flush_interval: float = 0.0
+    default_model: str = "offline"
+    model_allowlist: tuple[str, ...] = ()
+    """Models a client may pick per turn, besides the default."""
+
+
+class TurnService:
+    def __init__(
+        self,
+        *,
+        store: TurnStore,
+        model: TurnModel,
+        registry: TurnRegistry,
+        buffer: TurnBuffer,
+        limits: UserLimits,
+        config: TurnConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.limits = limits
+        self.exactly_once = ExactlyOnce(store)
+        self._model = model
+        self._buffer = buffer
+        self._config = config
+        self._metrics = metrics
+
+    def check_model(self, model: str | None) -> None:
+        """`Invalid` unless the client may pick `model` (None: the configured one)."""
+        config = self._config
+        if model and model != config.default_model and model not in config.model_allowlist:
+            raise Invalid(f"model {model!r} is not allowed on this server")
+
+    async def start(self, spec: TurnSpec, *, what: str = "conversation") -> Turn:
+        """Check the user's conversation (`NotFound`: "{what} not found"), take its lease
+        (`Busy`), count the turn (`RateLimited`), then start it in its own task, owned by the
+        registry, not by the caller."""
+        self.check_model(spec.model)
+        config = self._config
+        lease: Lease | None = None
+        if spec.new_conversation:
+            # Nothing to serialise against: the conversation exists once this turn commits, so
+            # until then any other turn naming its id is a 404. No lease, no history, no query.
+            await self.limits.count_turn(spec.user_id)
+        else:
+            terms = LeaseTerms(
+                spec.conversation_id, spec.assistant_message_id, config.lease_seconds
+            )
+            spec.history = await self.store.open_turn(
+                spec,
+                terms,
+                history_limit=config.history_limit,
+                admit=lambda: self.limits.count_turn(spec.user_id),  # a busy one costs no quota
+                what=what,
+            )
+            lease = Lease(self.store, terms)
+        if not spec.retry:
+            spec.started_at = utcnow()  # after every message already in the conversation
+        turn = Turn(
+            spec,
+            model=self._model,
+            store=self.store,
+            timeout_seconds=config.timeout_seconds,
+            lease=lease,
+            metrics=self._metrics,
+            flush_interval=config.flush_interval,
+        )
+        self.registry.start(turn)
+        return turn
+
+    async def stop(
+        self, conversation_id: str, user_id: str, *, wait_seconds: float
+    ) -> TurnOutcome | None:
+        """Stop the user's running turn in the conversation and wait (up to `wait_seconds`)
+        for its finalizer: its outcome, or None if the commit is still under way.
+        `NotFound` for another user's conversation, `Conflict` when no turn runs."""
+        running = self.registry.running_turn(conversation_id)
+        if running is None or running.spec.user_id != user_id:
+            await self._check_owner(user_id, conversation_id)
+            raise Conflict("no turn is running in this conversation")
+        self.registry.stop(conversation_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(running.outcome), wait_seconds)
+        except TimeoutError:
+            return None
+
+    async def replay(
+        self, conversation_id: str, user_id: str, wire_format: WireFormat[T], after: int
+    ) -> AsyncIterator[Batch[T]] | None:
+        """The latest turn's items after id `after` (then live ones); None when there is
+        nothing to resume; `NotFound` for a conversation that is not the user's."""
+        items = self._buffer.replay(conversation_id, user_id, wire_format, after)
+        if items is None:
+            await self._check_owner(user_id, conversation_id)
+        return items
+
+    async def _check_owner(self, user_id: str, conversation_id: str) -> None:
+        if not await self.store.owns(user_id, conversation_id):
+            raise NotFound("conversation not found")
