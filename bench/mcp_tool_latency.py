@@ -43,10 +43,10 @@ from chatrelay.agents.inprocess_mcp import USER_META_KEY
 from chatrelay.config import Settings
 from chatrelay.runtime import Runtime
 from chatrelay.server import create_app
-from chatrelay.server.auth import mint_token
 from chatrelay.server.mcp_http import MCP_PATH
 from chatrelay.store import create_engine, transaction, upgrade
 from chatrelay.store.repositories import TaskRepository
+from chatrelay.tokens import mint_token
 from chatrelay.tools.todo import TaskList, TaskOut
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ from fastapi import FastAPI
 
 from chatrelay.config import Settings
 from chatrelay.server import create_app
-from chatrelay.server.auth import mint_token
 from chatrelay.store import create_engine, upgrade
+from chatrelay.tokens import mint_token
 
 POSTGRES_URL = os.environ.get(
     "CHATRELAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from chatrelay.server.auth import mint_token
+    from chatrelay.tokens import mint_token
 
     if not settings.auth_secret:
         print(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from chatrelay.server.middleware import current_request_id
+# Set by the request-id middleware for each request; read by every log line and 5xx answer.
+request_id_var: ContextVar[str] = ContextVar("chatrelay_request_id", default="-")
+
+
+def current_request_id() -> str:
+    """The id of the request being served; it is also the correlation id of 5xx answers."""
+    return request_id_var.get()
+
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from agents import ModelProvider as ModelProvider  # re-exported: the seam tests use
 from mcp.server.mcpserver import MCPServer
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.agents import AgentsTurnModel
+from chatrelay.agents import ModelProvider as ModelProvider  # re-exported for the edges
 from chatrelay.agents.assistant import open_turn_model
 from chatrelay.chatkit import ChatKitProtocol
 from chatrelay.config import Settings

@@ -14,7 +14,7 @@ from chatrelay.agents import ChatrelayModelProvider
 from chatrelay.agents.assistant import build_run_config
 from chatrelay.config import Settings
 from chatrelay.server import create_app
-from chatrelay.server.auth import mint_token
+from chatrelay.tokens import mint_token
 from tests.conftest import AppFactory, auth, client_for
 
 

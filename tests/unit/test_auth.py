@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from chatrelay.config import Settings
-from chatrelay.server.auth import mint_token, verify_token
+from chatrelay.server.auth import verify_token
 from chatrelay.server.errors import Unauthorized
+from chatrelay.tokens import mint_token
 
 
 def settings(**values: object) -> Settings:

@@ -5,6 +5,8 @@ events; the providers resolve model names (OpenAI, any compatible server, the of
 Imported as `chatrelay.agents` (absolute imports only), so it never shadows the SDK's `agents`.
 """
 
+from agents import ModelProvider  # the seam tests and embedders use to pick models
+
 from chatrelay.agents.assistant import build_agent, build_run_config
 from chatrelay.agents.offline import CommandRecognizer, OfflineModel, ToolCallIntent
 from chatrelay.agents.providers import ChatrelayModelProvider
@@ -14,6 +16,7 @@ __all__ = [
     "AgentsTurnModel",
     "ChatrelayModelProvider",
     "CommandRecognizer",
+    "ModelProvider",
     "OfflineModel",
     "ToolCallIntent",
     "TurnContext",

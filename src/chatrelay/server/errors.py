@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatrelay.server.middleware import current_request_id
+from chatrelay.logs import current_request_id
 from chatrelay.turns import (
     Busy,
     Conflict,

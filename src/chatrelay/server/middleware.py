@@ -7,21 +7,16 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatrelay.logs import request_id_var
 
 logger = logging.getLogger("chatrelay.server")
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_request_id: ContextVar[str] = ContextVar("chatrelay_request_id", default="-")
-
-
-def current_request_id() -> str:
-    """The id of the request being served; it is also the correlation id of 5xx answers."""
-    return _request_id.get()
 
 
 class RequestIdMiddleware:
@@ -40,7 +35,7 @@ class RequestIdMiddleware:
             return
         supplied = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"").decode("latin-1")
         request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
-        token = _request_id.set(request_id)
+        token = request_id_var.set(request_id)
 
         response_started = False
 
@@ -61,7 +56,7 @@ class RequestIdMiddleware:
                 raise  # too late for a clean answer: let the server drop the connection
             await _send_internal_error(send_with_id, request_id)
         finally:
-            _request_id.reset(token)
+            request_id_var.reset(token)
 
 
 async def send_json(

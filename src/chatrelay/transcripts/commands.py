@@ -74,7 +74,7 @@ def _print_diff(console: Console, text: str) -> None:
 
 
 def _token(settings: Settings, user: str) -> str | None:
-    from chatrelay.server.auth import mint_token
+    from chatrelay.tokens import mint_token
 
     return f"Bearer {mint_token(settings, user)}" if settings.auth_secret else None
 

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
 
 from chatrelay.chatkit import CHATKIT, stored_reply_events
+from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
 from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import ServerFault, ServiceUnavailable
-from chatrelay.server.middleware import current_request_id
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
 from chatrelay.server.sse import items_response, stream_response

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from chatrelay.chatkit import CHATKIT, StreamAnswer, decode_json, parse_envelope
+from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.server.auth import verify_token
 from chatrelay.server.deps import AuthorizationHeader, Context
-from chatrelay.server.middleware import current_request_id
 from chatrelay.server.sse import stream_response
 
 router = APIRouter(tags=["chatkit"])
