@@ -29,7 +29,3 @@ class FeedbackRepository:
             row.kind, row.created_at = kind, now
             self._db.add(row)
         await self._db.flush()
-
-    async def of(self, conversation_id: str) -> dict[str, str]:
-        statement = select(Feedback).where(col(Feedback.conversation_id) == conversation_id)
-        return {row.item_id: row.kind for row in (await self._db.exec(statement)).all()}
