@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from sqlmodel import col, select
 
@@ -27,6 +30,19 @@ async def stored_messages(app: FastAPI, conversation_id: str | None = None) -> l
 async def stored_conversations(app: FastAPI) -> list[Conversation]:
     async with transaction(context_of(app).sessions) as db:
         return list((await db.exec(select(Conversation))).all())
+
+
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    """Wait for a state no event announces (a request attached, a stream open), read from
+    public counters: never a delay guessed long enough; not reached `within` s fails."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
+            await asyncio.sleep(0.001)
+
+
+def metric(app: FastAPI, name: str, **labels: str) -> float:
+    value = context_of(app).metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
 
 
 async def wait_for_turns(app: FastAPI) -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from chatrelay.store import Message, transaction
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
-from tests.integration.helpers import SSE, context_of, stored_messages
+from tests.integration.helpers import SSE, context_of, metric, stored_messages, until
 from tests.sse import done_item, parse_sse, validate_chatkit
 
 
@@ -50,7 +50,8 @@ async def test_concurrent_repeats_attach_to_the_running_turn(app_factory: AppFac
         sse_repeat = asyncio.create_task(
             client.post("/api/alice/chat", json=body, headers={**auth(), **SSE})
         )
-        await asyncio.sleep(0.05)
+        attached = "chatrelay_repeated_requests_total"
+        await until(lambda: metric(app, attached, answer="attached") == 2)  # both follow the turn
         gate.set()
         responses = await asyncio.gather(first, json_repeat, sse_repeat)
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
-from tests.integration.helpers import SSE, stored_messages
+from tests.integration.helpers import SSE, context_of, stored_messages, until
 
 
 async def test_a_body_over_the_limit_is_413(app_factory: AppFactory) -> None:
@@ -77,7 +77,7 @@ async def test_too_many_open_streams_get_429(app_factory: AppFactory) -> None:
         bobs_stream = asyncio.create_task(  # open while alice's is: per-user slots
             client.post("/api/bob/chat", json={"message": "b"}, headers={**auth("bob"), **SSE})
         )
-        await asyncio.sleep(0.05)
+        await until(lambda: context_of(app).limits.open_streams("bob") == 1)
         gate.set()
         bobs = await bobs_stream
         assert (await open_stream).status_code == 200

@@ -8,7 +8,7 @@ import httpx
 
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
-from tests.integration.helpers import SSE, context_of
+from tests.integration.helpers import SSE, context_of, until
 from tests.sse import Frame, parse_sse, validate_chatkit
 
 
@@ -57,7 +57,7 @@ async def test_resume_a_running_turn_then_follow_it_live(app_factory: AppFactory
         resumed = asyncio.create_task(
             client.get(_resume_url(conversation_id), headers={**auth(), "Last-Event-ID": "1"})
         )
-        await asyncio.sleep(0.05)
+        await until(lambda: context_of(app).limits.open_streams() == 2)  # the resume is live
         gate.set()
         recorded = parse_sse((await original).text)
         tail = parse_sse((await resumed).text)

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from chatrelay.turns.metrics import Metrics
 from chatrelay.turns.store import RequestKey, StoredReply, TurnStore
 from chatrelay.turns.turn import Turn
 
@@ -68,9 +69,14 @@ class RequestClaims:
 
 
 class ExactlyOnce:
-    def __init__(self, store: TurnStore) -> None:
+    def __init__(self, store: TurnStore, metrics: Metrics | None = None) -> None:
         self._store = store
         self._claims = RequestClaims()
+        self._metrics = metrics
+
+    def _answered_repeat(self, answer: str) -> None:
+        if self._metrics is not None:
+            self._metrics.repeated_requests.labels(answer).inc()
 
     async def serve(
         self, key: RequestKey, start: Callable[[], Awaitable[Turn]]
@@ -80,12 +86,14 @@ class ExactlyOnce:
             # shield(): a client that hangs up cancels this wait, never the first request.
             running = await asyncio.shield(pending)
             if running is not None:
+                self._answered_repeat("attached")
                 return Attached(running)
             # The first request ended without a turn: look again (stored by now, or ours).
         turn: Turn | None = None
         try:
             stored = await self._store.stored_reply(key)
             if stored is not None:
+                self._answered_repeat("stored")
                 return Stored(stored)
             turn = await start()
         finally:

@@ -40,6 +40,12 @@ class Metrics:
         self.errors = Counter(
             "chatrelay_turn_errors", "Failed turns by kind", ["kind"], registry=self.registry
         )
+        self.repeated_requests = Counter(
+            "chatrelay_repeated_requests",
+            "Repeated request ids, by answer: attached to the running turn, or the stored reply",
+            ["answer"],
+            registry=self.registry,
+        )
         self.active_streams = Gauge(
             "chatrelay_active_streams", "Open SSE streams", registry=self.registry
         )

@@ -50,7 +50,7 @@ class TurnService:
         self.store = store
         self.registry = registry
         self.limits = limits
-        self.exactly_once = ExactlyOnce(store)
+        self.exactly_once = ExactlyOnce(store, metrics)
         self._model = model
         self._buffer = buffer
         self._config = config
