@@ -5,13 +5,14 @@ both backends."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from chatrelay.tokens import mint_token
 POSTGRES_URL = os.environ.get(
     "CHATRELAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+T = TypeVar("T")
 TEST_SECRET = "test-secret-" + "x" * 60  # 64+ bytes: pyjwt warns below that for HS512
 
 
@@ -47,38 +49,84 @@ class Database:
 
 
 async def _postgres_schema() -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A new, empty Postgres schema and the coroutine function that drops it (on any loop)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
     try:
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        await _admin(f'CREATE SCHEMA "{schema}"')
     except Exception as exc:
-        await admin.dispose()
         if os.environ.get("CI") == "true":
             pytest.fail(f"Postgres is required under CI=true and is unreachable: {exc}")
         pytest.skip(f"Postgres unreachable: {exc}")
 
     async def drop() -> None:
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+        await _admin(f'DROP SCHEMA "{schema}" CASCADE')
 
     return schema, drop
 
 
+async def _admin(statement: str) -> None:
+    admin = create_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(statement))
+    finally:
+        await admin.dispose()
+
+
+def _run_apart(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` on a loop of its own in another thread: session fixtures are set up from
+    inside a test's running loop, where `asyncio.run` is refused."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work()).result()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def _postgres_test_schema() -> Iterator[str]:
+    """One Postgres schema for the session, migrated once; each test truncates its tables."""
+    schema, drop = _run_apart(_postgres_schema)
+
+    async def migrate() -> None:
+        engine = create_engine(POSTGRES_URL, schema=schema)
+        await upgrade(engine)
+        await engine.dispose()
+
+    _run_apart(migrate)
+    try:
+        yield schema
+    finally:
+        _run_apart(drop)
+
+
+async def _truncate_all(schema: str) -> None:
+    engine = create_engine(POSTGRES_URL, schema=schema)
+    try:
+        async with engine.begin() as conn:
+            tables = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = :schema"
+                        " AND tablename <> 'alembic_version'"
+                    ),
+                    {"schema": schema},
+                )
+            ).scalars()
+            names = ", ".join(f'"{schema}"."{name}"' for name in tables)
+            if names:
+                await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A SQLite file of the test's own, or the session's Postgres schema emptied for it
+    (a test that needs a schema of its own, unmigrated, uses `_postgres_schema()`)."""
     if request.param == "sqlite":
         yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'chatrelay.db'}", None)
         return
-    schema, drop = await _postgres_schema()
-    engine = create_engine(POSTGRES_URL, schema=schema)
-    await upgrade(engine)
-    await engine.dispose()
-    try:
-        yield Database("postgres", POSTGRES_URL, schema)
-    finally:
-        await drop()
+    schema: str = request.getfixturevalue("_postgres_test_schema")
+    await _truncate_all(schema)
+    yield Database("postgres", POSTGRES_URL, schema)
 
 
 def make_settings(database: Database, **overrides: Any) -> Settings:
