@@ -274,31 +274,7 @@ class OfflineModel(Model):
             await asyncio.sleep(self._delay)  # a real model yields to the loop between tokens
         done_part = part.model_copy(update={"text": full_text})
         message = empty.model_copy(update={"content": [done_part], "status": "completed"})
-        for event in (
-            ResponseTextDoneEvent(
-                type="response.output_text.done",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                text=full_text,
-                logprobs=[],
-                sequence_number=seq + 1,
-            ),
-            ResponseContentPartDoneEvent(
-                type="response.content_part.done",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                part=done_part,
-                sequence_number=seq + 2,
-            ),
-            ResponseOutputItemDoneEvent(
-                type="response.output_item.done",
-                item=message,
-                output_index=0,
-                sequence_number=seq + 3,
-            ),
-        ):
+        for event in _text_done_events(message, done_part, seq):
             yield event
         yield ResponseCompletedEvent(
             type="response.completed",
@@ -339,3 +315,34 @@ class OfflineModel(Model):
             response=_response([call], _usage(input_tokens, len(_words(arguments))), "completed"),
             sequence_number=4,
         )
+
+
+def _text_done_events(
+    message: ResponseOutputMessage, part: ResponseOutputText, seq: int
+) -> tuple[TResponseStreamEvent, ...]:
+    """What closes a streamed text message whose last delta had sequence number `seq`."""
+    return (
+        ResponseTextDoneEvent(
+            type="response.output_text.done",
+            item_id=message.id,
+            output_index=0,
+            content_index=0,
+            text=part.text,
+            logprobs=[],
+            sequence_number=seq + 1,
+        ),
+        ResponseContentPartDoneEvent(
+            type="response.content_part.done",
+            item_id=message.id,
+            output_index=0,
+            content_index=0,
+            part=part,
+            sequence_number=seq + 2,
+        ),
+        ResponseOutputItemDoneEvent(
+            type="response.output_item.done",
+            item=message,
+            output_index=0,
+            sequence_number=seq + 3,
+        ),
+    )
