@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store.repositories._keyset import keyset_after
-from chatrelay.store.tables import Conversation, conversations_table
+from chatrelay.store.tables import Conversation, TurnLease, conversations_table
 
 
 class ConversationRepository:
@@ -86,6 +86,8 @@ class ConversationRepository:
         return conversation
 
     async def delete(self, conversation: Conversation) -> None:
-        """Delete with its messages and feedback (ON DELETE CASCADE)."""
+        """Delete with its messages and feedback (ON DELETE CASCADE) and its lease."""
+        lease = sa.delete(TurnLease).where(col(TurnLease.conversation_id) == conversation.id)
+        await self._db.exec(lease)
         await self._db.delete(conversation)
         await self._db.flush()

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store.tables import Conversation, TurnLease, utcnow
@@ -60,4 +60,17 @@ class LeaseRepository:
         statement = sa.delete(TurnLease).where(
             col(TurnLease.conversation_id) == conversation_id, col(TurnLease.holder) == holder
         )
+        await self._db.exec(statement)
+
+    async def held(self, conversation_id: str) -> bool:
+        """Whether an unexpired lease is held on the conversation (a turn runs in it)."""
+        statement = select(TurnLease.conversation_id).where(
+            col(TurnLease.conversation_id) == conversation_id,
+            col(TurnLease.expires_at) > utcnow(),
+        )
+        return (await self._db.exec(statement)).first() is not None
+
+    async def drop(self, conversation_id: str) -> None:
+        """Forget the conversation's lease, whoever held it (the conversation is deleted)."""
+        statement = sa.delete(TurnLease).where(col(TurnLease.conversation_id) == conversation_id)
         await self._db.exec(statement)

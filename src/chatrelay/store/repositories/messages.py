@@ -62,6 +62,34 @@ class MessageRepository:
         ordered = [k.desc() if order == "desc" else k.asc() for k in key]
         return list((await self._db.exec(statement.order_by(*ordered).limit(limit))).all())
 
+    async def page(
+        self,
+        conversation_id: str,
+        limit: int,
+        order: Literal["asc", "desc"],
+        *,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> tuple[list[Message], bool]:
+        """Up to `limit` messages in `order`, strictly after the message `after` or before
+        the message `before` (at most one of them), and whether more lie beyond in the
+        direction paged. `LookupError` when the cursor is not a message of the conversation."""
+        walk = order if before is None else ("desc" if order == "asc" else "asc")
+        statement = select(Message).where(col(Message.conversation_id) == conversation_id)
+        key = (col(Message.created_at), col(Message.id))
+        cursor_id = after if before is None else before
+        if cursor_id is not None:
+            cursor = await self.get(conversation_id, cursor_id)
+            if cursor is None:
+                raise LookupError(cursor_id)
+            statement = statement.where(keyset_after(key, (cursor.created_at, cursor.id), walk))
+        ordered = [k.desc() if walk == "desc" else k.asc() for k in key]
+        rows = list((await self._db.exec(statement.order_by(*ordered).limit(limit + 1))).all())
+        page = rows[:limit]
+        if before is not None:
+            page.reverse()
+        return page, len(rows) > limit
+
     async def delete_after(self, conversation_id: str, message: Message) -> int:
         """Delete every message after `message` (a retry replaces them)."""
         key = (col(Message.created_at), col(Message.id))
