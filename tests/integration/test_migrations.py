@@ -1,15 +1,21 @@
-"""The schema: migrated once however many instances start together."""
+"""The schema: migrated on start (once, however many instances start together), or checked
+with MIGRATE_ON_START=false."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from contextlib import suppress
 
 import pytest
 import sqlalchemy as sa
 
-from chatrelay.store import upgrade
-from tests.conftest import Database
+from chatrelay.runtime import SchemaBehind, open_runtime
+from chatrelay.server import create_app
+from chatrelay.store import Revisions, upgrade
+from tests.conftest import Database, auth, client_for, make_settings, running
+from tests.fakes.tcp import LateDatabase
+from tests.integration.helpers import stored_messages
 
 HEAD = "0004"
 
@@ -33,6 +39,14 @@ asyncio.run(main())
 """
 
 
+async def migrate(database: Database, revision: str) -> None:
+    engine = database.engine()
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()
+
+
 async def stamped_revisions(database: Database) -> list[str]:
     """The rows of `alembic_version` (exactly one once migrated)."""
     engine = database.engine()
@@ -42,6 +56,15 @@ async def stamped_revisions(database: Database) -> list[str]:
             return [row[0] for row in result]
     finally:
         await engine.dispose()
+
+
+async def until_at_head(database: Database) -> None:
+    for _ in range(300):
+        with suppress(sa.exc.DBAPIError):  # no alembic_version table yet
+            if await stamped_revisions(database) == [HEAD]:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the database was not migrated")
 
 
 @pytest.mark.parametrize("empty_database", ["postgres"], indirect=True)
@@ -92,3 +115,80 @@ async def test_processes_migrating_a_fresh_database_together_migrate_it_once(
     ]
     assert failures == []
     assert await stamped_revisions(empty_database) == [HEAD]
+
+
+async def test_serve_on_a_new_database_migrates_it_and_a_turn_is_saved(
+    empty_database: Database,
+) -> None:
+    """Regression: serve migrated only SQLite on start; on a new Postgres database every turn
+    ran the model, then answered 503 ("the reply could not be saved")."""
+    app = create_app(make_settings(empty_database), database_schema=empty_database.schema)
+    async with running(app), client_for(app) as client:
+        reply = await client.post("/api/alice/chat", json={"message": "hello"}, headers=auth())
+        ready = await client.get("/readyz")
+        assert reply.status_code == 200, reply.text
+        stored = await stored_messages(app, reply.json()["conversation_id"])
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert ready.json() == {"status": "ok"}
+    assert await stamped_revisions(empty_database) == [HEAD]
+
+
+async def test_serve_on_an_older_database_migrates_it_to_head(empty_database: Database) -> None:
+    await migrate(empty_database, "0003")
+    app = create_app(make_settings(empty_database), database_schema=empty_database.schema)
+    async with running(app), client_for(app) as client:
+        reply = await client.post("/api/alice/chat", json={"message": "hello"}, headers=auth())
+    assert reply.status_code == 200, reply.text
+    assert await stamped_revisions(empty_database) == [HEAD]
+
+
+@pytest.mark.parametrize("empty_database", ["postgres"], indirect=True)
+async def test_instances_starting_together_on_a_new_database_migrate_it_once(
+    empty_database: Database,
+) -> None:
+    settings = make_settings(empty_database)
+
+    async def start_and_stop() -> None:
+        async with open_runtime(settings, database_schema=empty_database.schema):
+            pass
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(start_and_stop() for _ in range(4)))
+    assert await stamped_revisions(empty_database) == [HEAD]
+
+
+@pytest.mark.parametrize("revision", [None, "0003"])
+async def test_without_migrate_on_start_a_schema_behind_head_refuses_to_start(
+    empty_database: Database, revision: str | None
+) -> None:
+    if revision is not None:
+        await migrate(empty_database, revision)
+    settings = make_settings(empty_database, migrate_on_start=False)
+    with pytest.raises(SchemaBehind, match="run `chatrelay migrate`") as refused:
+        async with open_runtime(settings, database_schema=empty_database.schema):
+            pass
+    assert refused.value.revisions == Revisions(current=revision, head=HEAD)
+    assert "\n" not in str(refused.value)
+
+    await migrate(empty_database, "head")  # what `chatrelay migrate` does
+    async with open_runtime(settings, database_schema=empty_database.schema) as runtime:
+        assert await runtime.schema.behind() is None
+
+
+@pytest.mark.parametrize("empty_database", ["postgres"], indirect=True)
+async def test_a_database_unreachable_at_start_is_migrated_once_it_answers(
+    empty_database: Database,
+) -> None:
+    late = LateDatabase(empty_database.url)
+    settings = make_settings(empty_database, database_url=late.url)
+    app = create_app(settings, database_schema=empty_database.schema)
+    try:
+        async with running(app), client_for(app) as client:
+            down = await client.get("/readyz")
+            await late.start()
+            await until_at_head(empty_database)  # the first retry comes a second after start
+            reply = await client.post("/api/alice/chat", json={"message": "hi"}, headers=auth())
+    finally:
+        await late.close()
+    assert down.status_code == 503
+    assert reply.status_code == 200, reply.text
