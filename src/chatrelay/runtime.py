@@ -58,7 +58,7 @@ class Runtime:
     metrics: Metrics
     model: AgentsTurnModel
     schema: SchemaStatus
-    """Whether the database schema is at this chatrelay's head."""
+    """Whether the database schema is at this chatrelay's head (`/readyz` asks it)."""
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
@@ -185,15 +185,17 @@ async def _schema_at_start(settings: Settings, engine: AsyncEngine, status: Sche
     answered every turn with 503 ("the reply could not be saved") after the model had run.
 
     A database that does not answer yet is no reason to stay down (an orchestrator may start
-    both at once): the server starts, `/readyz` says 503 while the database is unreachable,
-    and, when migrating, `_migrate_once_reachable` keeps trying. A database that answers but
-    fails to migrate stops the start-up with the error.
+    both at once): the server starts, `/readyz` says 503 while the database is unreachable or
+    its schema behind, and, when migrating, `_migrate_once_reachable` keeps trying. A database
+    that answers but fails to migrate stops the start-up with the error.
     """
     try:
         found = await status.behind()
     except Exception as exc:  # any driver error means unreachable, as for /readyz
-        then = "migrated once it does" if settings.migrate_on_start else "not checked"
-        logger.warning("the database does not answer at start-up (%s); it is %s", exc, then)
+        then = "migrated" if settings.migrate_on_start else "checked by /readyz"
+        logger.warning(
+            "the database does not answer at start-up (%s); it is %s once it does", exc, then
+        )
         return settings.migrate_on_start
     if found is None:
         return False  # at head, as on most starts: no migration scripts run, no lock taken

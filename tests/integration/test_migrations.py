@@ -1,21 +1,25 @@
 """The schema: migrated on start (once, however many instances start together), or checked
-with MIGRATE_ON_START=false."""
+with MIGRATE_ON_START=false; `/readyz` says 503 while it is behind."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatrelay.runtime import SchemaBehind, open_runtime
 from chatrelay.server import create_app
 from chatrelay.store import Revisions, upgrade
 from tests.conftest import Database, auth, client_for, make_settings, running
 from tests.fakes.tcp import LateDatabase
-from tests.integration.helpers import stored_messages
+from tests.integration.helpers import context_of, stored_messages
 
 HEAD = "0004"
 
@@ -45,6 +49,21 @@ async def migrate(database: Database, revision: str) -> None:
         await upgrade(engine, revision)
     finally:
         await engine.dispose()
+
+
+@contextmanager
+def statements_on(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements `engine` runs inside the block."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def stamped_revisions(database: Database) -> list[str]:
@@ -176,6 +195,40 @@ async def test_without_migrate_on_start_a_schema_behind_head_refuses_to_start(
 
 
 @pytest.mark.parametrize("empty_database", ["postgres"], indirect=True)
+async def test_readyz_is_503_while_the_schema_is_behind_and_reads_it_once_at_head(
+    empty_database: Database,
+) -> None:
+    """Regression: /readyz said ok on a database without tables, where every turn failed.
+
+    Without MIGRATE_ON_START, a database unreachable at start-up cannot be checked then, so
+    the server starts; its probe then tells unreachable, behind, and ready apart."""
+    late = LateDatabase(empty_database.url)
+    settings = make_settings(empty_database, database_url=late.url, migrate_on_start=False)
+    app = create_app(settings, database_schema=empty_database.schema)
+    try:
+        async with running(app), client_for(app) as client:
+            down = await client.get("/readyz")
+            await late.start()
+            behind = await client.get("/readyz")
+            await migrate(empty_database, "head")  # an operator runs `chatrelay migrate`
+            ready = await client.get("/readyz")
+            with statements_on(context_of(app).engine) as statements:
+                again = await client.get("/readyz")
+    finally:
+        await late.close()
+    assert (down.status_code, down.json()["detail"]) == (503, "database unreachable")
+    assert behind.status_code == 503
+    assert behind.json() == {
+        "status": "unavailable",
+        "detail": "database schema behind",
+        "revision": None,
+        "head": HEAD,
+    }
+    assert (ready.status_code, again.status_code) == (200, 200)
+    assert statements == ["SELECT 1"]  # seen at head once: from then on, only the ping
+
+
+@pytest.mark.parametrize("empty_database", ["postgres"], indirect=True)
 async def test_a_database_unreachable_at_start_is_migrated_once_it_answers(
     empty_database: Database,
 ) -> None:
@@ -187,8 +240,9 @@ async def test_a_database_unreachable_at_start_is_migrated_once_it_answers(
             down = await client.get("/readyz")
             await late.start()
             await until_at_head(empty_database)  # the first retry comes a second after start
+            ready = await client.get("/readyz")
             reply = await client.post("/api/alice/chat", json={"message": "hi"}, headers=auth())
     finally:
         await late.close()
-    assert down.status_code == 503
+    assert (down.status_code, ready.status_code) == (503, 200)
     assert reply.status_code == 200, reply.text
