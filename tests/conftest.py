@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from agents import ModelProvider
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatrelay.config import Settings
 from chatrelay.server import create_app
@@ -46,6 +47,10 @@ class Database:
     backend: str
     url: str
     schema: str | None
+
+    def engine(self) -> AsyncEngine:
+        """A new engine on this database (the caller disposes of it)."""
+        return create_engine(self.url, schema=self.schema)
 
 
 async def _postgres_schema() -> tuple[str, Callable[[], Awaitable[None]]]:
@@ -127,6 +132,21 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     schema: str = request.getfixturevalue("_postgres_test_schema")
     await _truncate_all(schema)
     yield Database("postgres", POSTGRES_URL, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A database without a single table, as an operator's new one: a new SQLite file, or a
+    Postgres schema of the test's own. `@pytest.mark.parametrize("empty_database",
+    ["postgres"], indirect=True)` picks one backend."""
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'chatrelay.db'}", None)
+        return
+    schema, drop = await _postgres_schema()
+    try:
+        yield Database("postgres", POSTGRES_URL, schema)
+    finally:
+        await drop()
 
 
 def make_settings(database: Database, **overrides: Any) -> Settings:

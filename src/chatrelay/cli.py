@@ -16,6 +16,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     configure_logging(settings.log_level, settings.log_format)
+    if not settings.migrate_on_start:
+        from chatrelay.runtime import SchemaBehind, check_schema
+
+        # Here, not only in the lifespan: uvicorn reports a failed lifespan with a traceback.
+        try:
+            asyncio.run(check_schema(settings))
+        except SchemaBehind as exc:
+            print(f"chatrelay serve: {exc}", file=sys.stderr)
+            return 2
     if args.reload:
         # The reloader imports the app in a child process: it builds its own Settings.
         uvicorn.run(

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0)
     database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a request waits for a pooled connection before it is answered 503."""
+    migrate_on_start: bool = True
+    """`chatrelay serve` brings the database schema to head before it answers (on Postgres
+    under an advisory lock, so instances starting together migrate once). `false`: it refuses
+    to start on a schema behind head; run `chatrelay migrate` first."""
     auth_secret: str | None = Field(
         default=None, validation_alias=AliasChoices("AUTH_SECRET", "BETTER_AUTH_SECRET")
     )

@@ -7,8 +7,10 @@ transport can do the same. Nothing here is created at import.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from mcp.server.mcpserver import MCPServer
@@ -20,7 +22,14 @@ from chatrelay.agents import ModelProvider as ModelProvider  # re-exported for t
 from chatrelay.agents.assistant import open_turn_model
 from chatrelay.chatkit import ChatKitProtocol
 from chatrelay.config import Settings
-from chatrelay.store import create_engine, sessionmaker, upgrade
+from chatrelay.store import (
+    Revisions,
+    SchemaStatus,
+    create_engine,
+    head_revision,
+    sessionmaker,
+    upgrade,
+)
 from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     InProcessTurnBuffer,
@@ -31,6 +40,11 @@ from chatrelay.turns import (
     UserLimits,
 )
 from chatrelay.turns.sql_store import SqlTurnStore
+
+logger = logging.getLogger("chatrelay")
+
+_RETRY_FIRST_SECONDS = 1.0
+_RETRY_MAX_SECONDS = 10.0
 
 
 @dataclass
@@ -43,6 +57,8 @@ class Runtime:
     limits: UserLimits
     metrics: Metrics
     model: AgentsTurnModel
+    schema: SchemaStatus
+    """Whether the database schema is at this chatrelay's head (`/readyz` asks it)."""
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
@@ -69,19 +85,13 @@ async def open_runtime(
     """Build the runtime; on exit, running turns get `SHUTDOWN_GRACE_SECONDS` to finish (then
     they are stopped and saved) before the tools and the database close.
 
+    The database schema comes first: brought to head (or, with `MIGRATE_ON_START=false`,
+    checked to be there) before anything can run a turn; see `_schema_at_start`.
+
     `provider` and `database_schema` are seams for tests.
     """
     async with AsyncExitStack() as stack:
-        engine = create_engine(
-            settings.database_url,
-            schema=database_schema,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            pool_timeout=settings.database_pool_timeout_seconds,
-        )
-        stack.push_async_callback(engine.dispose)
-        if settings.is_sqlite:
-            await upgrade(engine)  # the embedded database needs no separate `migrate` step
+        engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
         model = await stack.enter_async_context(
@@ -113,6 +123,104 @@ async def open_runtime(
             limits=limits,
             metrics=metrics,
             model=model,
+            schema=schema,
             todo=todo,
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
         )
+
+
+async def _open_database(
+    settings: Settings, stack: AsyncExitStack, database_schema: str | None
+) -> tuple[AsyncEngine, SchemaStatus]:
+    """The engine (`stack` disposes of it), once the schema is at head or checked."""
+    engine = create_engine(
+        settings.database_url,
+        schema=database_schema,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+    stack.push_async_callback(engine.dispose)
+    schema = SchemaStatus(engine, await asyncio.to_thread(head_revision))
+    if await _schema_at_start(settings, engine, schema):
+        migrating = asyncio.create_task(_migrate_once_reachable(engine))
+        stack.push_async_callback(_cancel, migrating)
+    return engine, schema
+
+
+class SchemaBehind(RuntimeError):
+    """The database answers, its schema is not at head, and `MIGRATE_ON_START=false`."""
+
+    def __init__(self, found: Revisions) -> None:
+        at = found.current or "no revision (a new database)"
+        super().__init__(
+            f"the database schema is at {at}, this chatrelay needs {found.head} and "
+            "MIGRATE_ON_START=false: run `chatrelay migrate` first"
+        )
+        self.revisions = found
+
+
+async def check_schema(settings: Settings) -> None:
+    """Raise `SchemaBehind` if the database answers with a schema behind head; an unreachable
+    database is no error here (see `_schema_at_start`). What `chatrelay serve` checks before
+    it starts the server, with `MIGRATE_ON_START=false`."""
+    engine = create_engine(settings.database_url)
+    try:
+        status = SchemaStatus(engine, await asyncio.to_thread(head_revision))
+        try:
+            found = await status.behind()
+        except Exception:  # unreachable: the server starts and its lifespan says so
+            return
+        if found is not None:
+            raise SchemaBehind(found)
+    finally:
+        await engine.dispose()
+
+
+async def _schema_at_start(settings: Settings, engine: AsyncEngine, status: SchemaStatus) -> bool:
+    """Migrate the database to head or, with `MIGRATE_ON_START=false`, raise `SchemaBehind`
+    unless it is there. Returns whether a migration is still owed.
+
+    Before this, only SQLite was migrated on start and a Postgres database, new or older,
+    answered every turn with 503 ("the reply could not be saved") after the model had run.
+
+    A database that does not answer yet is no reason to stay down (an orchestrator may start
+    both at once): the server starts, `/readyz` says 503 while the database is unreachable or
+    its schema behind, and, when migrating, `_migrate_once_reachable` keeps trying. A database
+    that answers but fails to migrate stops the start-up with the error.
+    """
+    try:
+        found = await status.behind()
+    except Exception as exc:  # any driver error means unreachable, as for /readyz
+        then = "migrated" if settings.migrate_on_start else "checked by /readyz"
+        logger.warning(
+            "the database does not answer at start-up (%s); it is %s once it does", exc, then
+        )
+        return settings.migrate_on_start
+    if found is None:
+        return False  # at head, as on most starts: no migration scripts run, no lock taken
+    if not settings.migrate_on_start:
+        raise SchemaBehind(found)
+    await upgrade(engine)
+    return False
+
+
+async def _migrate_once_reachable(engine: AsyncEngine) -> None:
+    """Retry `upgrade()`, backing off, until the database (unreachable at start) is at head."""
+    delay = _RETRY_FIRST_SECONDS
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await upgrade(engine)
+        except Exception as exc:
+            delay = min(2 * delay, _RETRY_MAX_SECONDS)
+            logger.warning("migrating the database failed, retrying in %.0f s: %s", delay, exc)
+        else:
+            logger.info("the database is migrated to head")
+            return
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

@@ -83,3 +83,25 @@ def test_migrate_creates_the_schema(env: dict[str, str], tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "e2e.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"conversations", "messages", "alembic_version"} <= tables
+
+
+def test_serve_without_migrate_on_start_refuses_a_schema_behind_in_one_line(
+    serve, env: dict[str, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    env["MIGRATE_ON_START"] = "false"  # `serve` starts its servers with this very dict
+    refused = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    [line] = refused.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("chatrelay serve: the database schema is at no revision")
+    assert "run `chatrelay migrate`" in line
+
+    migrated = subprocess.run([CLI, "migrate"], env=env, cwd=tmp_path, capture_output=True)
+    assert migrated.returncode == 0, migrated.stderr
+    serve().stop()  # at head: it starts, and /readyz says 200

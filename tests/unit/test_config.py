@@ -80,3 +80,10 @@ def test_a_remote_model_needs_a_key_or_a_base_url(monkeypatch: pytest.MonkeyPatc
 
 def test_production_accepts_a_32_byte_secret() -> None:
     assert settings(env="production", auth_secret="s" * 32).jwt_secret == "s" * 32
+
+
+def test_migrate_on_start_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIGRATE_ON_START", raising=False)
+    assert settings().migrate_on_start is True
+    monkeypatch.setenv("MIGRATE_ON_START", "false")
+    assert settings().migrate_on_start is False

@@ -1,14 +1,24 @@
 """Persistence: SQLModel tables, engine/transactions, repositories and migrations."""
 
 from chatrelay.store.db import create_engine, ping, sessionmaker, transaction
-from chatrelay.store.migrate import upgrade
+from chatrelay.store.migrate import (
+    MIGRATION_LOCK_KEY,
+    Revisions,
+    SchemaStatus,
+    head_revision,
+    upgrade,
+)
 from chatrelay.store.tables import Conversation, Message, Task
 
 __all__ = [
+    "MIGRATION_LOCK_KEY",
     "Conversation",
     "Message",
+    "Revisions",
+    "SchemaStatus",
     "Task",
     "create_engine",
+    "head_revision",
     "ping",
     "sessionmaker",
     "transaction",

@@ -22,15 +22,27 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers",
-    responses={503: {"description": "The database is unreachable"}},
+    summary="The database answers and its schema is at head",
+    responses={503: {"description": "The database is unreachable, or its schema is behind"}},
 )
 async def readyz(context: Context) -> JSONResponse:
     try:
         await ping(context.engine)
+        behind = await context.schema.behind()  # read until seen at head, then remembered
     except Exception as exc:  # any driver error means "not ready"
         logger.warning("readiness check failed: %s", exc)
         return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
+    if behind is not None:
+        # A turn would run the model and then fail to save its reply (503 after the fact).
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "detail": "database schema behind",
+                "revision": behind.current,
+                "head": behind.head,
+            },
+            503,
+        )
     return JSONResponse({"status": "ok"})
 
 
