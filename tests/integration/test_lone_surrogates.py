@@ -132,6 +132,28 @@ async def test_chat_refuses_it_before_a_stream_or_a_raw_utf8_surrogate(
     assert model.calls == []
 
 
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"type": "threads.list", "params": "\ud800"}, ("body", "chatkit", "params")),
+        ({"type": "threads.list", "metadata": ["\ud800"]}, ("body", "chatkit", "metadata")),
+    ],
+)
+async def test_a_422_never_echoes_a_lone_surrogate(
+    app_factory: AppFactory, body: dict[str, Any], loc: tuple[str, ...]
+) -> None:
+    """A ChatKit envelope on the chat URL is checked after FastAPI's own validation, whose
+    errors echo their input: that 422 answers `input: null` instead of failing to encode."""
+    app = await app_factory()
+    async with client_for(app) as client:
+        response = await post(client, "/api/alice/chat", escaped_json(body))
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["type"] == "dict_type"
+    assert (tuple(error["loc"]), error["input"]) == (loc, None)
+
+
 async def test_chat_keeps_a_surrogate_pair(app_factory: AppFactory) -> None:
     app = await app_factory()
     async with client_for(app) as client:

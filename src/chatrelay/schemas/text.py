@@ -80,3 +80,26 @@ class TextBody(BaseModel):
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
         return refuse_lone_surrogates(data)
+
+
+def encodable_errors(errors: Any) -> Any:
+    """Field errors (JSON-ready) as a 422 can send them: an `input` holding a lone surrogate is
+    dropped (None, as ours are), any other string holding one is escaped."""
+    if isinstance(errors, list):
+        return [encodable_errors(error) for error in errors]
+    if not isinstance(errors, dict):
+        return _encodable(errors)
+    return {
+        key: None if key == "input" and lone_surrogate_error(value, ()) else _encodable(value)
+        for key, value in errors.items()
+    }
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return escaped(value)
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    return value
