@@ -23,6 +23,8 @@ from chatrelay.store import transaction
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider
 from tests.integration.helpers import SSE, context_of, stored_conversations, stored_messages
+from tests.integration.test_chatkit_protocol import items, new_thread, send, user_input
+from tests.sse import parse_sse
 
 EMOJI = "\U0001f600"  # JSON escapes it as the pair "\ud83d\ude00"
 
@@ -186,3 +188,147 @@ async def test_rename_refuses_a_lone_surrogate_and_keeps_a_pair(app_factory: App
     assert renamed.json()["title"] == EMOJI
     (conversation,) = await stored_conversations(app)
     assert conversation.title == EMOJI
+
+
+# -- ChatKit: POST /chatkit, and an envelope on the chat URL ---------------------------------
+
+THREAD, ITEM = "{thread}", "{item}"  # stand-ins for a real thread and its user message
+BAD = "a\ud800b"
+PARAMS = ("body", "params")
+CHATKIT_URLS = ("/chatkit", "/api/alice/chat")
+
+
+def bad_input(**fields: Any) -> dict[str, Any]:
+    return {**user_input("hello"), **fields}
+
+
+def case(kind: str, params: dict[str, Any], *where: str | int) -> Any:
+    """A request of `kind` whose lone surrogate is at `params.<where>`."""
+    return pytest.param(kind, params, (*PARAMS, *where), id=f"{kind}:{'.'.join(map(str, where))}")
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "loc"),
+    [
+        case("threads.create", {"input": user_input(BAD)}, "input", "content", 0, "text"),
+        case("threads.create", {"input": bad_input(quoted_text=BAD)}, "input", "quoted_text"),
+        case(
+            "threads.create",
+            {"input": bad_input(inference_options={"model": BAD})},
+            *("input", "inference_options", "model"),
+        ),
+        case(
+            "threads.add_user_message",
+            {"thread_id": THREAD, "input": user_input(BAD)},
+            *("input", "content", 0, "text"),
+        ),
+        case("threads.add_user_message", {"thread_id": BAD, "input": user_input("x")}, "thread_id"),
+        case("threads.retry_after_item", {"thread_id": THREAD, "item_id": BAD}, "item_id"),
+        case("threads.update", {"thread_id": THREAD, "title": BAD}, "title"),
+        case(
+            "items.feedback",
+            {"thread_id": THREAD, "item_ids": [ITEM, BAD], "kind": "positive"},
+            *("item_ids", 1),
+        ),
+        case("items.list", {"thread_id": THREAD, "after": BAD}, "after"),
+        case("threads.list", {"after": BAD}, "after"),
+        case("threads.get_by_id", {"thread_id": BAD}, "thread_id"),
+        case("threads.delete", {"thread_id": BAD}, "thread_id"),
+    ],
+)
+@pytest.mark.parametrize("url", CHATKIT_URLS)
+async def test_chatkit_refuses_a_lone_surrogate_in_every_request_type(
+    app_factory: AppFactory,
+    url: str,
+    kind: str,
+    params: dict[str, Any],
+    loc: tuple[str | int, ...],
+) -> None:
+    app, model = await recording_app(app_factory)
+    async with client_for(app) as client:
+        thread_id = await new_thread(client)
+        item_id = (await items(client, thread_id)).data[0].id
+        before, calls = await row_counts(app), len(model.calls)
+        real = json.dumps(params).replace(THREAD, thread_id).replace(ITEM, item_id)
+        response = await post(client, url, escaped_json({"type": kind, "params": json.loads(real)}))
+        thread = (await send(client, "threads.get_by_id", {"thread_id": thread_id})).json()
+
+    assert_refused(response, loc)
+    assert await row_counts(app) == before
+    assert len(model.calls) == calls
+    assert thread["title"] == "hello there"
+
+
+async def test_chatkit_refuses_a_lone_surrogate_in_the_envelope_metadata(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory()
+    body = {"type": "threads.list", "params": {}, "metadata": {"trace": [BAD]}}
+    async with client_for(app) as client:
+        responses = [await post(client, url, escaped_json(body)) for url in CHATKIT_URLS]
+    for response in responses:
+        assert_refused(response, ("body", "metadata", "trace", 0))
+
+
+async def test_chatkit_keeps_a_surrogate_pair(app_factory: AppFactory) -> None:
+    app = await app_factory()
+    async with client_for(app) as client:
+        body = escaped_json({"type": "threads.create", "params": {"input": user_input(EMOJI)}})
+        created = await post(client, "/chatkit", body)
+        thread_id = parse_sse(created.text)[0].data["thread"]["id"]
+        renamed = await post(
+            client,
+            "/chatkit",
+            escaped_json(
+                {"type": "threads.update", "params": {"thread_id": thread_id, "title": f"{EMOJI}!"}}
+            ),
+        )
+
+    assert created.status_code == 200 and renamed.status_code == 200, renamed.text
+    assert renamed.json()["title"] == f"{EMOJI}!"
+    user, _assistant = await stored_messages(app, thread_id)
+    assert user.content == EMOJI
+    (conversation,) = await stored_conversations(app)
+    assert conversation.title == f"{EMOJI}!"
+
+
+# -- the routes without a body: cancel, resume, the history reads and delete -----------------
+
+
+async def test_urls_and_headers_cannot_carry_a_lone_surrogate(app_factory: AppFactory) -> None:
+    """A path or query is percent-decoded as UTF-8 with replacement, a header as Latin-1: a
+    surrogate's bytes (ED A0 80) arrive as other characters, a 4xx like any unknown id."""
+    app = await app_factory()
+    async with client_for(app) as client:
+        turn = await client.post("/api/alice/chat", json={"message": "hi"}, headers=auth())
+        conversations = "/api/alice/conversations"
+        real = f"{conversations}/{turn.json()['conversation_id']}"
+        before = await row_counts(app)
+        answers = {
+            "cancel": await client.post(f"{conversations}/%ED%A0%80/cancel", headers=auth()),
+            "resume": await client.get(f"{conversations}/%ED%A0%80/stream", headers=auth()),
+            "resume-query": await client.get(
+                f"{real}/stream?last_event_id=%ED%A0%80", headers=auth()
+            ),
+            "resume-header": await client.get(
+                f"{real}/stream", headers={**auth(), "Last-Event-ID": b"\xed\xa0\x80"}
+            ),
+            "list": await client.get(f"{conversations}?after=%ED%A0%80", headers=auth()),
+            "messages": await client.get(f"{real}/messages?after=%ED%A0%80", headers=auth()),
+            "delete": await client.delete(f"{conversations}/%ED%A0%80", headers=auth()),
+            "user": await client.post("/api/%ED%A0%80/chat", json={"message": "x"}, headers=auth()),
+        }
+
+    statuses = {name: response.status_code for name, response in answers.items()}
+    assert statuses == {
+        "cancel": 404,
+        "resume": 404,
+        "resume-query": 400,
+        "resume-header": 400,
+        "list": 400,
+        "messages": 400,
+        "delete": 404,
+        "user": 403,
+    }
+    assert all("detail" in response.json() for response in answers.values())
+    assert await row_counts(app) == before
