@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 LONE_SURROGATE = "text must not contain a lone UTF-16 surrogate (invalid Unicode)"
@@ -69,6 +69,11 @@ def refuse_lone_surrogates(value: Any) -> Any:
         type=PydanticCustomError(error["type"], LONE_SURROGATE), loc=error["loc"], input=None
     )
     raise ValidationError.from_exception_data("lone surrogate", [line])
+
+
+NoLoneSurrogates = BeforeValidator(refuse_lone_surrogates)
+"""For what is not a `TextBody` field (a tool's parameters): `Annotated[str, Field(...),
+NoLoneSurrogates]`, constraints first, or pydantic checks their lengths as a sequence's."""
 
 
 class TextBody(BaseModel):
