@@ -17,10 +17,12 @@ import pytest
 from fastapi import FastAPI
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import PARSE_ERROR, CallToolResult, TextContent
 from sqlmodel import col, select
 
+from chatrelay.schemas.text import LONE_SURROGATE
 from chatrelay.store import Task, transaction
+from chatrelay.tools.todo import acting_as, build_todo_server
 from tests.conftest import TEST_SECRET, AppFactory, client_for, token_for
 from tests.integration.helpers import context_of
 
@@ -199,3 +201,84 @@ async def test_a_title_over_200_characters_is_refused_by_validation(
     message = error_text(too_long)
     assert "title" in message and "at most 200 characters" in message
     assert [task.title for task in await tasks_of(app, "alice")] == [longest["title"]]
+
+
+# -- a lone UTF-16 surrogate in the arguments (regression: it was a 500 elsewhere) -----------
+
+
+def tools_call(tool: str, arguments: bytes) -> bytes:
+    """A raw `tools/call` message: `arguments` is JSON as a client wrote it (`\\ud800`)."""
+    head = f'{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}",'
+    return head.encode() + b'"arguments":' + arguments + b"}}"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("add_task", b'{"title":"a\\ud800b"}'),
+        ("add_task", b'{"title":"ok","description":"\\udfff"}'),
+        ("add_task", b'{"title":"a\xed\xa0\x80b"}'),  # a surrogate's UTF-8 bytes, not UTF-8
+        ("update_task", b'{"task_id":1,"title":"\\ud800"}'),
+        ("update_task", b'{"task_id":1,"description":"\\ud800"}'),
+    ],
+    ids=["add-title", "add-description", "add-raw-bytes", "update-title", "update-description"],
+)
+async def test_a_lone_surrogate_over_http_is_a_json_rpc_parse_error(
+    app_factory: AppFactory, tool: str, arguments: bytes
+) -> None:
+    """The streamable HTTP transport parses with pydantic-core, which refuses the escape: the
+    transport's own answer to a message it cannot read, 400 with a JSON-RPC error, no id."""
+    app = await app_factory()
+    async with mcp_session(app, "alice") as client:
+        task_id = (await call_ok(client, "add_task", {"title": "milk"}))["id"]
+    before = await task_row(app, task_id)
+    async with client_for(app) as http:
+        response = await http.post(
+            "/mcp",
+            content=tools_call(tool, arguments),
+            headers={
+                **MCP_ACCEPT,
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token_for('alice')}",
+            },
+        )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["jsonrpc"], body["id"], body["error"]["code"]) == ("2.0", None, PARSE_ERROR)
+    assert [task.id for task in await tasks_of(app, "alice")] == [task_id]
+    assert await task_row(app, task_id) == before
+
+
+async def test_a_lone_surrogate_in_an_in_process_call_is_a_tool_error(
+    app_factory: AppFactory,
+) -> None:
+    """The agent's calls skip JSON: the decoded string reaches the tool's own validation."""
+    app = await app_factory()
+    server = build_todo_server(context_of(app).sessions)
+    async with Client(server) as client:
+        with acting_as("alice"):
+            added = await client.call_tool("add_task", {"title": "a\ud800b"})
+            described = await client.call_tool("add_task", {"title": "ok", "description": "\udfff"})
+
+    for result in (added, described):
+        assert LONE_SURROGATE in error_text(result)
+    assert await tasks_of(app, "alice") == []
+
+
+async def test_a_surrogate_pair_is_a_valid_title(app_factory: AppFactory) -> None:
+    app = await app_factory()
+    async with client_for(app) as http:
+        response = await http.post(
+            "/mcp",
+            content=tools_call("add_task", b'{"title":"\\ud83d\\ude00 milk"}'),
+            headers={
+                **MCP_ACCEPT,
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token_for('alice')}",
+            },
+        )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["structuredContent"]["title"] == "\U0001f600 milk"
+    assert [task.title for task in await tasks_of(app, "alice")] == ["\U0001f600 milk"]

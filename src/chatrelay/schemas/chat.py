@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from chatrelay.schemas.text import TextBody
+
 MAX_MESSAGE_CHARS = 10_000
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(TextBody):
     """A user's message; without `conversation_id` a new conversation is started."""
 
     model_config = ConfigDict(

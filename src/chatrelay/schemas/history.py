@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatrelay.schemas.chat import TokenUsage, ToolCallRecord
+from chatrelay.schemas.text import TextBody
 
 MAX_TITLE_CHARS = 200
 
@@ -81,7 +82,7 @@ class MessagePage(BaseModel):
     last_id: str | None
 
 
-class ConversationPatch(BaseModel):
+class ConversationPatch(TextBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"title": "Groceries"}]}
     )

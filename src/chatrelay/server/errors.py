@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatrelay.logs import current_request_id
+from chatrelay.schemas.text import encodable_errors
 from chatrelay.turns import (
     Busy,
     Conflict,
@@ -91,9 +94,20 @@ def _status_of(error: TurnRefused) -> tuple[int, dict[str, str]]:
 async def _refused(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TurnRefused)
     if isinstance(exc, InvalidFields):  # FastAPI's own 422 shape: {"detail": [field errors]}
-        return JSONResponse({"detail": jsonable_encoder(exc.errors)}, status_code=422)
+        return _field_errors(exc.errors)
     status, headers = _status_of(exc)
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422, made encodable: its errors echo the input, and one holding a lone
+    surrogate made the answer itself fail to encode (500, the lone-surrogate bug)."""
+    assert isinstance(exc, RequestValidationError)
+    return _field_errors(exc.errors())
+
+
+def _field_errors(errors: Sequence[Any]) -> JSONResponse:
+    return JSONResponse({"detail": encodable_errors(jsonable_encoder(errors))}, status_code=422)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -123,10 +137,10 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TurnRefused, _refused)
     app.add_exception_handler(HttpError, _http_error)
     app.add_exception_handler(StarletteHTTPException, _starlette_error)
     for database_fault in (StoreUnavailable, DBAPIError, OSError, PoolTimeout):
         app.add_exception_handler(database_fault, _store_unavailable)
     # Anything else is answered (500 + correlation id) by RequestIdMiddleware.
-    # FastAPI's own 422 handler already answers {"detail": [field errors]}.

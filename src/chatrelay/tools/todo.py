@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay.schemas.text import NoLoneSurrogates
 from chatrelay.store import Task, transaction
 from chatrelay.store.repositories import TaskRepository
 from chatrelay.store.tables import as_utc
@@ -29,8 +30,14 @@ SCOPE_USER_KEY = "chatrelay_user_id"
 
 _acting_user: ContextVar[str | None] = ContextVar("chatrelay_acting_user", default=None)
 
-Title = Annotated[str, Field(min_length=1, max_length=200, description="Short task title")]
-Description = Annotated[str, Field(max_length=1000, description="Optional details")]
+# A lone surrogate is a tool error, never a row: over /mcp the SDK's JSON parser refuses the
+# body already, but the agent's own calls arrive as decoded Python strings.
+Title = Annotated[
+    str, Field(min_length=1, max_length=200, description="Short task title"), NoLoneSurrogates
+]
+Description = Annotated[
+    str, Field(max_length=1000, description="Optional details"), NoLoneSurrogates
+]
 TaskId = Annotated[int, Field(ge=1, description="The task's id, as list_tasks shows it")]
 
 
