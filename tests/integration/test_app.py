@@ -29,7 +29,7 @@ async def test_readyz_is_503_when_the_database_is_unreachable() -> None:
         live = await client.get("/healthz")
         ready = await client.get("/readyz")
     assert live.status_code == 200
-    assert ready.status_code == 503
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"
     assert ready.json()["detail"] == "database unreachable"
 
 

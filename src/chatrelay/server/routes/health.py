@@ -8,11 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from chatrelay.server.deps import Context
+from chatrelay.server.errors import retry_after
 from chatrelay.store import ping
 from chatrelay.turns.metrics import CONTENT_TYPE
 
 logger = logging.getLogger("chatrelay.server")
 router = APIRouter(tags=["health"])
+RETRY = retry_after(1)  # every 503 says when to look again
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -31,7 +33,9 @@ async def readyz(context: Context) -> JSONResponse:
         behind = await context.schema.behind()  # read until seen at head, then remembered
     except Exception as exc:  # any driver error means "not ready"
         logger.warning("readiness check failed: %s", exc)
-        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
+        return JSONResponse(
+            {"status": "unavailable", "detail": "database unreachable"}, 503, headers=RETRY
+        )
     if behind is not None:
         # A turn would run the model and then fail to save its reply (503 after the fact).
         return JSONResponse(
@@ -42,6 +46,7 @@ async def readyz(context: Context) -> JSONResponse:
                 "head": behind.head,
             },
             503,
+            headers=RETRY,
         )
     return JSONResponse({"status": "ok"})
 
