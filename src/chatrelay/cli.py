@@ -12,6 +12,18 @@ from chatrelay.logs import configure_logging
 from chatrelay.transcripts.commands import add_transcript_commands
 
 
+def drain_seconds(settings: Settings) -> int:
+    """After SIGTERM, how long uvicorn waits for open requests before it cancels them."""
+    return int(settings.shutdown_grace_seconds) + 5
+
+
+def max_shutdown_seconds(settings: Settings) -> float:
+    """SIGTERM to exit, at worst: open requests drain (`drain_seconds`), then the lifespan gives
+    turns still running the grace again before it stops and saves them. A container's stop
+    timeout (docker-compose.yml's `stop_grace_period`) must cover it, or SIGKILL loses them."""
+    return drain_seconds(settings) + settings.shutdown_grace_seconds
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -33,7 +45,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_config=None,  # keep our handlers (JSON by default)
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        timeout_graceful_shutdown=drain_seconds(settings),
     )
     return 0
 
