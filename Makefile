@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where `make run` serves: `make run PORT=9000 HOST=0.0.0.0`. Plain `=`, not `?=`, so only the
+# command line overrides them, never the environment (zsh sets HOST to the machine's name).
+HOST = 127.0.0.1
+PORT = 8000
+# What a client on this machine calls: a wildcard address is not one to connect to.
+URL = http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
 .PHONY: run test bench format clean
 
@@ -18,14 +24,14 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP) .env
 	@echo ""
-	@echo "chatrelay on http://127.0.0.1:8000 (SQLite ./chatrelay.db, offline model). In another shell:"
+	@echo "chatrelay on $(URL) (SQLite ./chatrelay.db, offline model). In another shell:"
 	@echo '  TOKEN=$$($(BIN)/chatrelay token alice)'
 	@echo '  curl -N -H "Authorization: Bearer $$TOKEN" -H "Accept: text/event-stream" \'
 	@echo '       -H "Content-Type: application/json" -d '"'"'{"message":"Hello there"}'"'"' \'
-	@echo '       http://127.0.0.1:8000/api/alice/chat'
+	@echo '       $(URL)/api/alice/chat'
 	@echo '  (drop the Accept header for one JSON reply)'
 	@echo ""
-	$(BIN)/chatrelay serve
+	$(BIN)/chatrelay serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

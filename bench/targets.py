@@ -67,6 +67,7 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if k not in CHATRELAY_VARS}
         env["AUTH_SECRET"] = self.secret
         env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+        env["CHATRELAY_ENV_FILE"] = os.devnull  # no .env, not even the checkout's
         return env
 
 
@@ -100,7 +101,7 @@ def start_relay(
         name,
         [sys.executable, "-m", "chatrelay.cli", "serve"],
         env=env,
-        cwd=bench.workdir,  # no stray .env is read
+        cwd=bench.workdir,
         log_dir=bench.workdir,
     )
 

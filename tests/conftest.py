@@ -21,7 +21,7 @@ from agents import ModelProvider
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatrelay.config import Settings
+from chatrelay.config import ENV_FILE_VARIABLE, Settings
 from chatrelay.server import create_app
 from chatrelay.store import create_engine, upgrade
 from chatrelay.tokens import mint_token
@@ -40,6 +40,8 @@ def _no_network_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    # No developer's .env either: the CLI (in process or not) would find the checkout's.
+    monkeypatch.setenv(ENV_FILE_VARIABLE, os.devnull)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,42 @@
-"""`chatrelay serve | token | migrate | transcript`."""
+"""`chatrelay serve | token | migrate | transcript`.
+
+Every command reads the environment and one env file (`--env-file`, `$CHATRELAY_ENV_FILE`,
+`./.env`, or the source checkout's `.env`: `chatrelay.config.find_env_file`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from chatrelay.config import Settings
+from chatrelay.config import (
+    ENV_FILE_VARIABLE,
+    ConfigError,
+    Settings,
+    find_env_file,
+    load_settings,
+    missing_secret,
+)
 from chatrelay.logs import configure_logging
 from chatrelay.transcripts.commands import add_transcript_commands
+
+logger = logging.getLogger("chatrelay")
+
+
+def drain_seconds(settings: Settings) -> int:
+    """After SIGTERM, how long uvicorn waits for open requests before it cancels them."""
+    return int(settings.shutdown_grace_seconds) + 5
+
+
+def max_shutdown_seconds(settings: Settings) -> float:
+    """SIGTERM to exit, at worst: open requests drain (`drain_seconds`), then the lifespan gives
+    turns still running the grace again before it stops and saves them. A container's stop
+    timeout (docker-compose.yml's `stop_grace_period`) must cover it, or SIGKILL loses them."""
+    return drain_seconds(settings) + settings.shutdown_grace_seconds
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -25,8 +52,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         except SchemaBehind as exc:
             print(f"chatrelay serve: {exc}", file=sys.stderr)
             return 2
+    logger.info("configuration: the environment and %s", args.env_file or "no env file")
     if args.reload:
-        # The reloader imports the app in a child process: it builds its own Settings.
+        # The reloader imports the app in a child process: it builds its own Settings, from
+        # the same env file.
+        os.environ[ENV_FILE_VARIABLE] = str(args.env_file or os.devnull)
         uvicorn.run(
             "chatrelay.server.app:create_app",
             factory=True,
@@ -42,7 +72,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_config=None,  # keep our handlers (JSON by default)
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        timeout_graceful_shutdown=drain_seconds(settings),
     )
     return 0
 
@@ -51,11 +81,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     from chatrelay.tokens import mint_token
 
     if not settings.auth_secret:
-        print(
-            "AUTH_SECRET is not set: a token minted now would not verify against a server. "
-            "Set AUTH_SECRET (or BETTER_AUTH_SECRET), e.g. in .env.",
-            file=sys.stderr,
-        )
+        print(missing_secret(args.env_file), file=sys.stderr)
         return 2
     print(mint_token(settings, args.user, args.ttl))
     return 0
@@ -77,26 +103,43 @@ def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatrelay", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="chatrelay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help=f"read settings from FILE (default: ${ENV_FILE_VARIABLE}, ./.env, the checkout's "
+        ".env); the environment wins over it",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve = commands.add_parser("serve", help="run the HTTP server", parents=[common])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.set_defaults(handler=_serve)
-    token = commands.add_parser("token", help="mint a development JWT for USER")
+    token = commands.add_parser("token", help="mint a development JWT for USER", parents=[common])
     token.add_argument("user")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=_token)
-    migrate = commands.add_parser("migrate", help="bring the database schema to the latest version")
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema to the latest version", parents=[common]
+    )
     migrate.set_defaults(handler=_migrate)
-    add_transcript_commands(commands)
+    add_transcript_commands(commands, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return int(args.handler(args, Settings()))
+    try:
+        args.env_file = find_env_file(args.env_file)  # from here on: the file read, or None
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        print(f"chatrelay: {exc}", file=sys.stderr)
+        return 2
+    return int(args.handler(args, settings))
 
 
 if __name__ == "__main__":

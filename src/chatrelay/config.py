@@ -1,14 +1,16 @@
-"""Settings, read once from the environment (and `.env`) and passed to `create_app()`."""
+"""Settings, read once from the environment (and one env file) and passed to `create_app()`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger("chatrelay")
@@ -19,7 +21,8 @@ MIN_PRODUCTION_SECRET_BYTES = 32
 class Settings(BaseSettings):
     """Everything an operator can set. Field names map to upper-case env vars."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # No env file of its own: which one to read is `load_settings`' job (see `find_env_file`).
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./chatrelay.db"
@@ -130,3 +133,77 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+ENV_FILE_VARIABLE = "CHATRELAY_ENV_FILE"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be read or is invalid; the message is one line for a human."""
+
+
+def source_checkout() -> Path | None:
+    """The checkout this code is installed from in editable mode (`make` does that), if any."""
+    package = Path(__file__).resolve().parent
+    if package.parent.name == "src" and (package.parent.parent / "pyproject.toml").is_file():
+        return package.parent.parent
+    return None
+
+
+def env_file_candidates() -> list[Path]:
+    """Where an env file is looked for when none is named: `./.env`, then the checkout's."""
+    candidates = [Path.cwd() / ".env"]
+    checkout = source_checkout()
+    if checkout is not None and checkout / ".env" != candidates[0]:
+        candidates.append(checkout / ".env")
+    return candidates
+
+
+def find_env_file(
+    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> Path | None:
+    """The one env file to read: `explicit` (`--env-file`), else `$CHATRELAY_ENV_FILE`, else
+    the first of `env_file_candidates()` that exists. So `chatrelay token` run from any
+    directory finds the `.env` that `make run`'s server reads. A named file must exist
+    (`/dev/null` names none): a typo never falls back to another file silently."""
+    named = explicit if explicit is not None else (environ.get(ENV_FILE_VARIABLE) or None)
+    if named is not None:
+        path = Path(named).expanduser()
+        if not path.exists() or path.is_dir():
+            origin = "--env-file" if explicit is not None else ENV_FILE_VARIABLE
+            raise ConfigError(f"env file {path} ({origin}) does not exist or is a directory")
+        return path
+    return next((path for path in env_file_candidates() if path.is_file()), None)
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)
+
+
+def load_settings(env_file: Path | None = None) -> Settings:
+    """Settings from the environment and `env_file` (the environment wins); `ConfigError`
+    with one line naming what is wrong and where it was read from."""
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]  # BaseSettings takes it
+    except ValidationError as exc:
+        where = f"the environment and {env_file}" if env_file else "the environment"
+        raise ConfigError(f"invalid configuration (read from {where}): {_one_line(exc)}") from exc
+
+
+def missing_secret(env_file: Path | None) -> str:
+    """Why a token cannot be minted: no secret, and where it was looked for (one line)."""
+    if env_file is not None:
+        where = f"neither in the environment nor in {env_file}"
+    else:
+        looked = ", ".join(str(path) for path in env_file_candidates())
+        where = f"not in the environment, and there is no env file ({looked})"
+    return (
+        f"AUTH_SECRET is not set: {where}. A token minted now would not verify against a "
+        f"server: run `make run` once (it writes .env), or pass --env-file FILE "
+        f"(or set {ENV_FILE_VARIABLE}) naming the server's env file."
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chatrelay.config import ENV_FILE_VARIABLE
 from tests.integration.processes import SECRET, Server
 
 
@@ -18,6 +19,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "AUTH_SECRET": SECRET,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
         "OPENAI_AGENTS_DISABLE_TRACING": "1",
+        ENV_FILE_VARIABLE: os.devnull,  # not the checkout's .env
     }
 
 

@@ -73,6 +73,7 @@ def test_production_refuses_to_start_with_a_short_secret(
     )
     assert result.returncode != 0
     assert "AUTH_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_migrate_creates_the_schema(env: dict[str, str], tmp_path: Path) -> None:

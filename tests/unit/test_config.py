@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from chatrelay.config import Settings
+from chatrelay import config
+from chatrelay.config import (
+    ENV_FILE_VARIABLE,
+    ConfigError,
+    Settings,
+    find_env_file,
+    load_settings,
+    missing_secret,
+)
 
 
 def settings(**values: object) -> Settings:
@@ -87,3 +97,87 @@ def test_migrate_on_start_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatc
     assert settings().migrate_on_start is True
     monkeypatch.setenv("MIGRATE_ON_START", "false")
     assert settings().migrate_on_start is False
+
+
+# Which env file: `--env-file`, $CHATRELAY_ENV_FILE, ./.env, the source checkout's .env.
+
+
+@pytest.fixture
+def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A working directory and a source checkout, both without a .env yet."""
+    cwd, checkout = tmp_path / "elsewhere", tmp_path / "checkout"
+    cwd.mkdir()
+    checkout.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(config, "source_checkout", lambda: checkout)
+    return cwd, checkout
+
+
+def test_the_checkout_is_where_this_code_comes_from() -> None:
+    """Tests run from the checkout (an editable install), as `make` installs it."""
+    checkout = config.source_checkout()
+    assert checkout is not None and (checkout / "src" / "chatrelay" / "config.py").is_file()
+
+
+def test_without_a_name_the_working_directory_wins_then_the_checkout(
+    places: tuple[Path, Path],
+) -> None:
+    cwd, checkout = places
+    assert find_env_file(environ={}) is None
+    (checkout / ".env").write_text("AUTH_SECRET=from-checkout\n")
+    assert find_env_file(environ={}) == checkout / ".env"
+    (cwd / ".env").write_text("AUTH_SECRET=from-cwd\n")
+    assert find_env_file(environ={}) == cwd / ".env"
+
+
+def test_a_named_file_wins_and_must_exist(places: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, _ = places
+    (cwd / ".env").write_text("AUTH_SECRET=from-cwd\n")
+    named = tmp_path / "prod.env"
+    named.write_text("AUTH_SECRET=named\n")
+    assert find_env_file(environ={ENV_FILE_VARIABLE: str(named)}) == named
+    assert find_env_file(named, environ={ENV_FILE_VARIABLE: "/nowhere"}) == named
+    assert find_env_file(environ={ENV_FILE_VARIABLE: os.devnull}) == Path(os.devnull)
+    assert find_env_file(environ={ENV_FILE_VARIABLE: ""}) == cwd / ".env"  # empty: unset
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'typo.env'} \\(--env-file\\)"):
+        find_env_file(tmp_path / "typo.env", environ={})
+    with pytest.raises(ConfigError, match=ENV_FILE_VARIABLE):
+        find_env_file(environ={ENV_FILE_VARIABLE: str(tmp_path)})  # a directory
+
+
+def test_the_environment_wins_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text("AUTH_SECRET=from-file\nHISTORY_LIMIT=7\n")
+    monkeypatch.delenv("BETTER_AUTH_SECRET", raising=False)
+    monkeypatch.setenv("AUTH_SECRET", "from-environment")
+    loaded = load_settings(path)
+    assert (loaded.auth_secret, loaded.history_limit) == ("from-environment", 7)
+
+
+def test_an_invalid_configuration_is_one_line_naming_the_field_and_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text("ENV=production\nAUTH_SECRET=short\nHISTORY_LIMIT=0\n")
+    monkeypatch.delenv("AUTH_SECRET", raising=False)
+    monkeypatch.delenv("BETTER_AUTH_SECRET", raising=False)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid configuration (read from the environment and {path}): ")
+    assert "HISTORY_LIMIT: Input should be greater than or equal to 1" in message
+    path.write_text("ENV=production\nAUTH_SECRET=short\n")
+    with pytest.raises(ConfigError, match="AUTH_SECRET needs 32\\+ bytes in production$"):
+        load_settings(path)
+
+
+def test_the_missing_secret_message_says_where_it_looked(places: tuple[Path, Path]) -> None:
+    cwd, checkout = places
+    nowhere = missing_secret(None)
+    assert "\n" not in nowhere
+    assert f"no env file ({cwd / '.env'}, {checkout / '.env'})" in nowhere
+    assert "--env-file" in nowhere and "make run" in nowhere
+    assert f"nor in {checkout / '.env'}" in missing_secret(checkout / ".env")

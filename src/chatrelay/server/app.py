@@ -12,7 +12,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatrelay import __version__
-from chatrelay.config import Settings
+from chatrelay.config import Settings, find_env_file, load_settings
 from chatrelay.runtime import ModelProvider, open_runtime
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
@@ -42,7 +42,7 @@ def create_app(
     database_schema: str | None = None,
 ) -> FastAPI:
     """Build the ASGI app. `provider` and `database_schema` are seams for tests."""
-    settings = settings or Settings()
+    settings = settings or load_settings(find_env_file())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

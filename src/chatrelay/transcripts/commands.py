@@ -17,17 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatrelay.config import Settings
+from chatrelay.config import Settings, missing_secret
 from chatrelay.transcripts.check import check
 from chatrelay.transcripts.format import Transcript, load, save
 from chatrelay.transcripts.record import chat_request, envelope_request, record
 from chatrelay.transcripts.replay import replay_app, routes_of
 from chatrelay.transcripts.validate import problems
 
-NO_SECRET = (
-    "AUTH_SECRET is not set: a token minted now would not verify against a server. "
-    "Set AUTH_SECRET (or BETTER_AUTH_SECRET), e.g. in .env."
-)
 _TIMEOUT = httpx.Timeout(30.0, read=None)  # a turn may stream for minutes
 
 
@@ -83,7 +79,7 @@ def _record(args: argparse.Namespace, settings: Settings) -> int:
     out, err = _consoles()
     authorization = _token(settings, args.user)
     if authorization is None:
-        err.print(NO_SECRET)
+        err.print(missing_secret(args.env_file), soft_wrap=True, markup=False)
         return 2
     if args.envelope is not None:
         request = envelope_request(json.loads(Path(args.envelope).read_text()))
@@ -134,7 +130,7 @@ def _replay(args: argparse.Namespace, _settings: Settings) -> int:
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     out, err = _consoles()
     if not settings.auth_secret:
-        err.print(NO_SECRET)
+        err.print(missing_secret(args.env_file), soft_wrap=True, markup=False)
         return 2
     rows = asyncio.run(_check_all(args, settings, out))
     if len(rows) == 1:
@@ -206,11 +202,16 @@ def _validate(args: argparse.Namespace, _settings: Settings) -> int:
     return 1 if any(row.status != "ok" for row in rows) else 0
 
 
-def add_transcript_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_transcript_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """`transcript record | replay | check | validate`; each takes `common`'s options."""
     transcript = commands.add_parser("transcript", help="record, replay, check, validate SSE")
     sub = transcript.add_subparsers(dest="transcript_command", required=True)
 
-    rec = sub.add_parser("record", help="record one streamed turn to a file (.json or .sse)")
+    rec = sub.add_parser(
+        "record", help="record one streamed turn to a file (.json or .sse)", parents=[common]
+    )
     rec.add_argument("--url", required=True, help="the server's base URL")
     rec.add_argument("--user", required=True, help="whom to mint the token for")
     what = rec.add_mutually_exclusive_group(required=True)
@@ -219,7 +220,9 @@ def add_transcript_commands(commands: argparse._SubParsersAction[argparse.Argume
     rec.add_argument("-o", "--output", required=True, help="the transcript file to write")
     rec.set_defaults(handler=_record)
 
-    rep = sub.add_parser("replay", help="serve recorded streams (no model, no database)")
+    rep = sub.add_parser(
+        "replay", help="serve recorded streams (no model, no database)", parents=[common]
+    )
     rep.add_argument("files", nargs="+", type=Path)
     rep.add_argument("--host", default="127.0.0.1")
     rep.add_argument("--port", type=int, default=8001)
@@ -227,13 +230,17 @@ def add_transcript_commands(commands: argparse._SubParsersAction[argparse.Argume
     rep.add_argument("--path", default="/chatkit", help="where raw .sse captures are served")
     rep.set_defaults(handler=_replay)
 
-    chk = sub.add_parser("check", help="re-send recorded requests, diff the new streams")
+    chk = sub.add_parser(
+        "check", help="re-send recorded requests, diff the new streams", parents=[common]
+    )
     chk.add_argument("files", nargs="+", type=Path)
     chk.add_argument("--url", required=True, help="the server's base URL")
     chk.add_argument("--user", help="mint tokens for this user (default: the recorded one)")
     chk.add_argument("--update", action="store_true", help="rewrite the files that differ")
     chk.set_defaults(handler=_check)
 
-    val = sub.add_parser("validate", help="check every event against chatkit.types")
+    val = sub.add_parser(
+        "validate", help="check every event against chatkit.types", parents=[common]
+    )
     val.add_argument("files", nargs="+", type=Path)
     val.set_defaults(handler=_validate)
