@@ -172,10 +172,9 @@ async def delete_conversation(
     async with transaction(context.sessions) as db:
         conversations = ConversationRepository(db, user)
         owned = await _owned(conversations, conversation_id)
-        # The lease covers turns of every instance; the registry, this one's first turns too.
-        if context.registry.running_turn(conversation_id) is not None or await LeaseRepository(
-            db
-        ).held(conversation_id):
+        # Every turn in an existing conversation holds its lease, on whichever instance it
+        # runs (a first turn's conversation only exists once it commits: a 404 above).
+        if await LeaseRepository(db).held(conversation_id):
             raise Conflict("a turn is running in this conversation; stop it first")
         await conversations.delete(owned)
     return Response(status_code=204)
