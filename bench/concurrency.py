@@ -45,10 +45,22 @@ from bench.servers import (
     start_server,
 )
 from bench.stream_throughput import LOAD_WARNING, make_message
-from bench.targets import CHATKIT, FLOOR, LABELS, RELAY_POSTGRES, RELAY_SQLITE, REPO, Bench
+from bench.targets import (
+    BEFORE_POSTGRES,
+    BEFORE_SQLITE,
+    CHATKIT,
+    FLOOR,
+    LABELS,
+    POSTGRES,
+    RELAY_POSTGRES,
+    RELAY_SQLITE,
+    REPO,
+    Bench,
+)
 
 SERVERS = (FLOOR, CHATKIT, RELAY_SQLITE, RELAY_POSTGRES)
-OPTIONAL = (CHATKIT, RELAY_POSTGRES)  # skipped, with the reason recorded, when they cannot start
+WITH_BEFORE = (FLOOR, CHATKIT, BEFORE_SQLITE, RELAY_SQLITE, BEFORE_POSTGRES, RELAY_POSTGRES)
+OPTIONAL = (CHATKIT, *POSTGRES)  # skipped, with the reason recorded, when they cannot start
 # chatrelay's events around the echoed words: thread.created, stream options, the user item, the
 # assistant item, content part added, the 7-word preamble's deltas, part done, the finished item.
 RELAY_EXTRA_EVENTS = 14
@@ -263,7 +275,7 @@ def _start(bench: Bench, name: str, params: Params, stack: ExitStack) -> Server:
         server = start_server(FLOOR, command, env=env, cwd=REPO, log_dir=bench.workdir)
     elif name == CHATKIT:
         server = targets.start_chatkit(bench, pacing)
-    elif name == RELAY_SQLITE:
+    elif name not in POSTGRES:
         server = targets.start_relay(bench, name, targets.sqlite_url(bench, name), pacing)
     else:  # a fresh database, dropped after the server stops
         url = stack.enter_context(targets.postgres_database())
@@ -484,7 +496,7 @@ def print_report(section: Section) -> None:
         f"\nconcurrency: {params['streams']} streams at once per server, each a new user; "
         f"{params['words']}-word messages, replies paced {params['delay_s']} s per event\n"
     )
-    print(format_section(section, LABELS, SERVERS, baseline=FLOOR))
+    print(format_section(section, LABELS, WITH_BEFORE, baseline=FLOOR))
     for name, data in section.raw["servers"].items():
         summary = data["summary"]
         for reason, count in summary["failure_reasons"].items():

@@ -32,14 +32,13 @@ from bench.stream_throughput import (
     CHAT_PATH,
     LOAD_WARNING,
     ORDER,
-    RELAYS,
     USER,
     BenchError,
     dump_logs_on_error,
     make_message,
     start_servers,
 )
-from bench.targets import CHATKIT, FLOOR, LABELS, REPO, Bench
+from bench.targets import CHATKIT, FLOOR, LABELS, RELAYS, REPO, Bench
 
 WORDS = 5  # a short message; the offline model answers with a 7-word preamble and its words
 MESSAGE = make_message(WORDS)  # "w0 w1 ...": no todo command, so the reply is plain text

@@ -32,11 +32,14 @@ from bench.report import PACKAGES, format_section, save_section, spread
 from bench.section import Row, Section
 from bench.servers import Server
 from bench.targets import (
+    BEFORE_POSTGRES,
+    BEFORE_SQLITE,
     CHATKIT,
     FLOOR,
     LABELS,
     RELAY_POSTGRES,
     RELAY_SQLITE,
+    RELAYS,
     REPO,
     Bench,
     postgres_database,
@@ -51,8 +54,8 @@ CHAT_PATH = f"/api/{USER}/chat"
 MAX_MESSAGE_CHARS = 10_000  # chatrelay's limit on a message
 LOAD_WARNING = 0.5  # 1-minute load average above which other work skews the numbers
 SETTLE_SECONDS = 0.05  # let the server finish a request's tail work before reading its CPU
-ORDER = (FLOOR, CHATKIT, RELAY_SQLITE, RELAY_POSTGRES)
-RELAYS = (RELAY_SQLITE, RELAY_POSTGRES)
+# Interleaving order; a "before" server only runs with `--baseline`.
+ORDER = (FLOOR, CHATKIT, BEFORE_SQLITE, RELAY_SQLITE, BEFORE_POSTGRES, RELAY_POSTGRES)
 
 
 @dataclass(frozen=True)
@@ -311,22 +314,32 @@ def start_servers(
 ) -> tuple[dict[str, Server], dict[str, str]]:
     """Every server, started in parallel; the floor once chatrelay (SQLite) has answered, as
     its reply sets the floor's event count. ChatKitServer or chatrelay on Postgres (a fresh
-    database) that cannot start are skipped, with the reason."""
+    database) that cannot start are skipped, with the reason. The "before" servers start
+    only when `bench.before` is set, and must start."""
 
     def start(starter: Callable[[], Server]) -> Server:
         server = starter()
         stack.callback(server.stop)  # registered as soon as it runs, even if another fails
         return server
 
-    def start_on_postgres() -> Server:
-        url = stack.enter_context(postgres_database())  # dropped after the server stops
-        return start_relay(bench, RELAY_POSTGRES, url)
+    def on_sqlite(name: str) -> Callable[[], Server]:
+        return lambda: start_relay(bench, name, sqlite_url(bench, name))
+
+    def on_postgres(name: str) -> Callable[[], Server]:
+        def starter() -> Server:
+            url = stack.enter_context(postgres_database())  # dropped after the server stops
+            return start_relay(bench, name, url)
+
+        return starter
 
     starters: dict[str, Callable[[], Server]] = {
-        RELAY_SQLITE: lambda: start_relay(bench, RELAY_SQLITE, sqlite_url(bench, RELAY_SQLITE)),
+        RELAY_SQLITE: on_sqlite(RELAY_SQLITE),
         CHATKIT: lambda: start_chatkit(bench),
-        RELAY_POSTGRES: start_on_postgres,
+        RELAY_POSTGRES: on_postgres(RELAY_POSTGRES),
     }
+    if bench.before is not None:
+        starters |= {BEFORE_SQLITE: on_sqlite(BEFORE_SQLITE)}
+        starters |= {BEFORE_POSTGRES: on_postgres(BEFORE_POSTGRES)}
     with ThreadPoolExecutor(len(starters) + 1) as pool:
         futures = {name: pool.submit(start, starter) for name, starter in starters.items()}
         relay = futures[RELAY_SQLITE].result()
@@ -335,10 +348,12 @@ def start_servers(
     servers: dict[str, Server] = {}
     skipped: dict[str, str] = {}
     for name in ORDER:
+        if name not in futures:
+            continue
         try:
             servers[name] = futures[name].result()
         except Exception as exc:  # Postgres refused, timed out, denied: "no Postgres here"
-            if name in (FLOOR, RELAY_SQLITE):
+            if name in (FLOOR, RELAY_SQLITE, BEFORE_SQLITE):
                 raise
             skipped[name] = f"did not start: {type(exc).__name__}: {str(exc)[:2000]}"
     return servers, skipped

@@ -43,12 +43,20 @@ FLOOR, CHATKIT, RELAY_SQLITE, RELAY_POSTGRES = (
     "chatrelay-sqlite",
     "chatrelay-postgres",
 )
+# chatrelay as of `--baseline REF`, beside the working tree's: the "before" of a change.
+BEFORE_SQLITE, BEFORE_POSTGRES = "before-sqlite", "before-postgres"
 LABELS = {
     FLOOR: "A: sse-starlette floor",
     CHATKIT: "B: ChatKitServer (SQLite)",
+    BEFORE_SQLITE: "C0: before (SQLite)",
     RELAY_SQLITE: "C: chatrelay (SQLite)",
+    BEFORE_POSTGRES: "C0: before (Postgres)",
     RELAY_POSTGRES: "C: chatrelay (Postgres)",
 }
+# Each "before" server and the server of the working tree it is compared with.
+BEFORE = {BEFORE_SQLITE: RELAY_SQLITE, BEFORE_POSTGRES: RELAY_POSTGRES}
+RELAYS = (RELAY_SQLITE, RELAY_POSTGRES, *BEFORE)
+POSTGRES = (RELAY_POSTGRES, BEFORE_POSTGRES)
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Bench:
 
     workdir: Path
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    before: Path | None = None  # the `src` folder of `--baseline REF`, when there is one
 
     def token(self, user: str, ttl: int = 3600) -> str:
         now = int(time.time())
@@ -87,8 +96,13 @@ def relay_env(bench: Bench, database_url: str, overrides: Mapping[str, str]) -> 
 def start_relay(
     bench: Bench, name: str, database_url: str, overrides: Mapping[str, str] | None = None
 ) -> Server:
-    """`chatrelay serve` on `database_url` (migrated first when it is not SQLite)."""
+    """`chatrelay serve` on `database_url` (migrated first when it is not SQLite); a "before"
+    server runs the baseline's source instead of the working tree's, on the same packages."""
     env = relay_env(bench, database_url, overrides or {})
+    if name in BEFORE:
+        if bench.before is None:
+            raise ValueError(f"{name} needs a baseline: Bench(before=...)")
+        env["PYTHONPATH"] = str(bench.before)  # ahead of the editable install's path
     if not database_url.startswith("sqlite"):
         subprocess.run(
             [sys.executable, "-m", "chatrelay.cli", "migrate"],
@@ -135,6 +149,31 @@ def start_chatkit(bench: Bench, overrides: Mapping[str, str] | None = None) -> S
         cwd=REPO,
         log_dir=bench.workdir,
     )
+
+
+def source_at(ref: str, workdir: Path) -> Path:
+    """chatrelay's `src` folder as of the git commit `ref`, exported into `workdir`.
+
+    `git archive`, not a worktree: nothing to clean up in the repository if the run dies.
+    """
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if commit.returncode != 0:
+        raise ValueError(f"--baseline {ref}: not a commit of {REPO}")
+    target = workdir / f"before-{commit.stdout.strip()[:12]}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit.stdout.strip(), "src"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
 
 
 @contextmanager
