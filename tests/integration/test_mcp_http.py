@@ -64,7 +64,7 @@ def error_text(result: CallToolResult) -> str:
 
 async def tasks_of(app: FastAPI, user_id: str) -> list[Task]:
     async with transaction(context_of(app).sessions) as db:
-        statement = select(Task).where(col(Task.user_id) == user_id).order_by(col(Task.id))
+        statement = select(Task).where(col(Task.user_id) == user_id).order_by(col(Task.number))
         return list((await db.exec(statement)).all())
 
 
@@ -72,9 +72,11 @@ def signed(claims: dict[str, Any], *, secret: str = TEST_SECRET) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-async def task_row(app: FastAPI, task_id: int) -> dict[str, Any] | None:
+async def task_row(app: FastAPI, user_id: str, number: int) -> dict[str, Any] | None:
+    """The stored row of `user_id`'s task `number` (what the tools call its id)."""
     async with transaction(context_of(app).sessions) as db:
-        task = await db.get(Task, task_id)
+        statement = select(Task).where(col(Task.user_id) == user_id, col(Task.number) == number)
+        task = (await db.exec(statement)).first()
         return None if task is None else task.model_dump()
 
 
@@ -103,7 +105,7 @@ async def test_lists_the_five_tools_with_schemas_and_returns_structured_content(
     assert listed["status"] == "pending" and listed["count"] == 1
     assert listed["tasks"] == [added]
     (stored,) = await tasks_of(app, "alice")
-    assert (stored.id, stored.title, stored.description) == (added["id"], "buy milk", "2L")
+    assert (stored.number, stored.title, stored.description) == (added["id"], "buy milk", "2L")
 
 
 # -- authentication --------------------------------------------------------------------------
@@ -145,7 +147,7 @@ async def test_another_users_tasks_are_invisible_and_untouchable(
     app = await app_factory()
     async with mcp_session(app, "alice") as alice:
         task_id = (await call_ok(alice, "add_task", {"title": "alice's secret"}))["id"]
-    before = await task_row(app, task_id)
+    before = await task_row(app, "alice", task_id)
 
     async with mcp_session(app, "bob") as bob:
         listed = await call_ok(bob, "list_tasks", {})
@@ -158,7 +160,7 @@ async def test_another_users_tasks_are_invisible_and_untouchable(
     assert listed == {"status": "all", "count": 0, "tasks": []}
     for tool, result in attempts.items():
         assert f"task {task_id} not found" in error_text(result), tool
-    assert await task_row(app, task_id) == before
+    assert await task_row(app, "alice", task_id) == before
     assert await tasks_of(app, "bob") == []
 
 
@@ -172,7 +174,7 @@ async def test_a_user_id_argument_cannot_act_for_another_user(app_factory: AppFa
     if not result.is_error:  # the extra argument is ignored: the task is bob's
         assert result.structured_content is not None
         (task,) = await tasks_of(app, "bob")
-        assert (task.id, task.title) == (result.structured_content["id"], "planted")
+        assert (task.number, task.title) == (result.structured_content["id"], "planted")
 
 
 # -- tool errors -----------------------------------------------------------------------------
@@ -182,12 +184,12 @@ async def test_update_with_nothing_to_change_is_a_tool_error(app_factory: AppFac
     app = await app_factory()
     async with mcp_session(app, "alice") as client:
         task_id = (await call_ok(client, "add_task", {"title": "keep me"}))["id"]
-        before = await task_row(app, task_id)
+        before = await task_row(app, "alice", task_id)
 
         result = await client.call_tool("update_task", {"task_id": task_id})
 
     assert "nothing to update: give a new title or description" in error_text(result)
-    assert await task_row(app, task_id) == before
+    assert await task_row(app, "alice", task_id) == before
 
 
 async def test_a_title_over_200_characters_is_refused_by_validation(
@@ -231,7 +233,7 @@ async def test_a_lone_surrogate_over_http_is_a_json_rpc_parse_error(
     app = await app_factory()
     async with mcp_session(app, "alice") as client:
         task_id = (await call_ok(client, "add_task", {"title": "milk"}))["id"]
-    before = await task_row(app, task_id)
+    before = await task_row(app, "alice", task_id)
     async with client_for(app) as http:
         response = await http.post(
             "/mcp",
@@ -246,8 +248,8 @@ async def test_a_lone_surrogate_over_http_is_a_json_rpc_parse_error(
     assert response.status_code == 400
     body = response.json()
     assert (body["jsonrpc"], body["id"], body["error"]["code"]) == ("2.0", None, PARSE_ERROR)
-    assert [task.id for task in await tasks_of(app, "alice")] == [task_id]
-    assert await task_row(app, task_id) == before
+    assert [task.number for task in await tasks_of(app, "alice")] == [task_id]
+    assert await task_row(app, "alice", task_id) == before
 
 
 async def test_a_lone_surrogate_in_an_in_process_call_is_a_tool_error(

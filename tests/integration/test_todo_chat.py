@@ -23,7 +23,7 @@ async def say(client: httpx.AsyncClient, message: str, user: str = "alice") -> d
 
 async def tasks_of(app: FastAPI, user: str) -> list[Task]:
     async with transaction(context_of(app).sessions) as db:
-        statement = select(Task).where(col(Task.user_id) == user).order_by(col(Task.id))
+        statement = select(Task).where(col(Task.user_id) == user).order_by(col(Task.number))
         return list((await db.exec(statement)).all())
 
 
@@ -50,7 +50,7 @@ async def test_add_list_complete_rename_delete(client: httpx.AsyncClient, app: F
 
     deleted = await say(client, f"delete task {milk}")
     assert deleted["message"] == f"Deleted task {milk}: buy milk."
-    assert [(t.id, t.title, t.completed) for t in await tasks_of(app, "alice")] == [
+    assert [(t.number, t.title, t.completed) for t in await tasks_of(app, "alice")] == [
         (mom, "call dad", False)
     ]
 
@@ -117,5 +117,5 @@ async def test_users_never_see_or_touch_each_others_tasks(
         assert f"task {alices} not found" in reply["message"]
 
     [task] = await tasks_of(app, "alice")
-    assert (task.id, task.title, task.completed) == (alices, "alice's secret", False)
+    assert (task.number, task.title, task.completed) == (alices, "alice's secret", False)
     assert await tasks_of(app, "bob") == []

@@ -80,17 +80,30 @@ def as_utc(value: datetime) -> datetime:
 
 
 class Task(SQLModel, table=True):
-    """One item of a user's todo list (the MCP todo tools' only table)."""
+    """One item of a user's todo list. Tools name it by `number`; `id` never leaves the store."""
 
     __tablename__ = "tasks"
+    # Also the index of "this user's tasks, in order".
+    __table_args__ = (sa.Index("ux_tasks_user_number", "user_id", "number", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: str = Field(index=True, max_length=255)
+    user_id: str = Field(max_length=255)
+    number: int
+    """The task's number in its user's list: 1, 2, ... in creation order, never reused."""
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=1000)
     completed: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+
+
+class TaskCounter(SQLModel, table=True):
+    """The last task number a user was given: one row per user, bumped by every new task."""
+
+    __tablename__ = "task_counters"
+
+    user_id: str = Field(primary_key=True, max_length=255)
+    last_number: int
 
 
 class Feedback(SQLModel, table=True):

@@ -2,8 +2,11 @@
 
 The user is never a tool argument. Over streamable HTTP (`/mcp`) it is the user of the bearer
 token, which `BearerAuth` put in the ASGI scope; in-process (the agent's own calls) it is the
-`acting_user` set from the turn's `TurnContext` by `InProcessMCPServer`. A task id of another
-user is simply not found.
+`acting_user` set from the turn's `TurnContext` by `InProcessMCPServer`.
+
+A task's `id`, in arguments and results, is its number in the user's own list (1, 2, ...,
+never reused after a delete), not the row's key: another user's number is simply not found,
+like one never given.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ Title = Annotated[
 Description = Annotated[
     str, Field(max_length=1000, description="Optional details"), NoLoneSurrogates
 ]
-TaskId = Annotated[int, Field(ge=1, description="The task's id, as list_tasks shows it")]
+TaskId = Annotated[
+    int, Field(ge=1, description="The task's number in the user's list, as list_tasks shows it")
+]
 
 
 @contextmanager
@@ -55,6 +60,7 @@ class TaskOut(BaseModel):
     """A task as the tools return it."""
 
     id: int
+    """The task's number in the user's list (`Task.number`), what `task_id` arguments take."""
     title: str
     description: str | None
     completed: bool
@@ -63,9 +69,8 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
-        assert task.id is not None
         return cls(
-            id=task.id,
+            id=task.number,
             title=task.title,
             description=task.description,
             completed=task.completed,
@@ -95,7 +100,7 @@ def _user_of(ctx: Context) -> str:
 
 
 async def _owned(repository: TaskRepository, task_id: int) -> Task:
-    """The user's task, or a tool error the model can relay (another user's id included)."""
+    """The user's task, or a tool error the model can relay (another user's number included)."""
     task = await repository.get(task_id)
     if task is None:
         raise ToolError(f"task {task_id} not found; use list_tasks to see the valid ids")
