@@ -52,7 +52,7 @@ def base_url(scope: Scope) -> str:
     """The app's URL as the client reached it, without a trailing slash.
 
     The scheme is the ASGI server's (uvicorn takes `X-Forwarded-Proto` from the proxies in
-    `FORWARDED_ALLOW_IPS`, 127.0.0.1 by default), the authority the `Host` header, as
+    `FORWARDED_ALLOW_IPS`, loopback only by default), the authority the `Host` header, as
     Starlette's `request.base_url`; a `Host` that is no host name falls back to the address
     the server listens on, so nothing odd lands in a header or the metadata.
     """
