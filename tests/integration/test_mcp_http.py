@@ -132,7 +132,8 @@ async def test_requests_without_a_valid_bearer_token_get_401(
         response = await http.post("/mcp", json=LIST_TOOLS, headers=headers)
 
     assert response.status_code == 401, response.text
-    assert response.headers["www-authenticate"] == "Bearer"
+    # The challenge in full (RFC 9728 metadata, RFC 6750 error codes): test_mcp_edge.py.
+    assert response.headers["www-authenticate"].startswith("Bearer resource_metadata=")
     assert response.headers["content-type"] == "application/json"
     detail = response.json()["detail"]
     assert isinstance(detail, str) and detail

@@ -54,6 +54,10 @@ class Unauthorized(HttpError):
     headers = {"WWW-Authenticate": "Bearer"}
 
 
+class InvalidToken(Unauthorized):
+    """A bearer token was presented and is bad (RFC 6750 `invalid_token`), not merely absent."""
+
+
 class Forbidden(HttpError):
     status_code = 403
 

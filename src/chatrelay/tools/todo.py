@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay import __version__
 from chatrelay.schemas.text import NoLoneSurrogates
 from chatrelay.store import Task, transaction
 from chatrelay.store.repositories import TaskRepository
@@ -111,6 +112,7 @@ def build_todo_server(sessions: async_sessionmaker[AsyncSession]) -> MCPServer:
     """The MCP server with its five tools, writing through `sessions`."""
     server = MCPServer(
         "chatrelay-todo",
+        version=__version__,  # `initialize`'s serverInfo.version: the SDK's default is ""
         instructions="Manage the signed-in user's todo list. Task ids come from list_tasks.",
     )
 
