@@ -12,16 +12,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from chatrelay.config import (
     ENV_FILE_VARIABLE,
-    ConfigError,
+    CommandError,
     Settings,
     find_env_file,
     load_settings,
     missing_secret,
 )
 from chatrelay.logs import configure_logging
+from chatrelay.transcripts.arguments import free_to_listen, one_line, port, reason
 from chatrelay.transcripts.commands import add_transcript_commands
 
 logger = logging.getLogger("chatrelay")
@@ -39,9 +42,35 @@ def max_shutdown_seconds(settings: Settings) -> float:
     return drain_seconds(settings) + settings.shutdown_grace_seconds
 
 
+def sqlite_folder(settings: Settings) -> None:
+    """Make the folder of a SQLite database file: SQLite creates the file, never its folder,
+    and `serve` would retry "unable to open database file" for ever."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return  # the engine says what is wrong with it
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:"):  # a URI filename (`?uri=true`): SQLite's to resolve
+        return
+    folder = Path(database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(
+            f"DATABASE_URL: cannot create the folder {folder} of the SQLite database: {reason(exc)}"
+        ) from None
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    free_to_listen(args.host, args.port)
+    sqlite_folder(settings)
     configure_logging(settings.log_level, settings.log_format)
     if not settings.migrate_on_start:
         from chatrelay.runtime import SchemaBehind, check_schema
@@ -50,8 +79,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         try:
             asyncio.run(check_schema(settings))
         except SchemaBehind as exc:
-            print(f"chatrelay serve: {exc}", file=sys.stderr)
-            return 2
+            raise CommandError(f"serve: {exc}") from None
     logger.info("configuration: the environment and %s", args.env_file or "no env file")
     if args.reload:
         # The reloader imports the app in a child process: it builds its own Settings, from
@@ -81,14 +109,15 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     from chatrelay.tokens import mint_token
 
     if not settings.auth_secret:
-        print(missing_secret(args.env_file), file=sys.stderr)
-        return 2
+        raise CommandError(missing_secret(args.env_file))
     print(mint_token(settings, args.user, args.ttl))
     return 0
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
     from chatrelay.store import create_engine, upgrade
+
+    sqlite_folder(settings)
 
     async def run() -> None:
         engine = create_engine(settings.database_url)
@@ -102,11 +131,19 @@ def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line like every other error (its subcommands'
+    parsers are of this class too: argparse makes them with the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(f"{message} (`{self.prog} --help` shows the usage)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chatrelay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--env-file",
         metavar="FILE",
@@ -116,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server", parents=[common])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.set_defaults(handler=_serve)
     token = commands.add_parser("token", help="mint a development JWT for USER", parents=[common])
@@ -132,14 +169,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one command. A refusal (`CommandError`: bad arguments, configuration or inputs) is
+    one line on stderr, `chatrelay: error: ...`, and exit status 2, never a traceback."""
     try:
+        args = _parser().parse_args(argv)
         args.env_file = find_env_file(args.env_file)  # from here on: the file read, or None
         settings = load_settings(args.env_file)
-    except ConfigError as exc:
-        print(f"chatrelay: {exc}", file=sys.stderr)
+        return int(args.handler(args, settings))
+    except CommandError as exc:
+        print(f"chatrelay: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    return int(args.handler(args, settings))
 
 
 if __name__ == "__main__":

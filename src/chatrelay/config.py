@@ -138,7 +138,15 @@ class Settings(BaseSettings):
 ENV_FILE_VARIABLE = "CHATRELAY_ENV_FILE"
 
 
-class ConfigError(Exception):
+class CommandError(Exception):
+    """A `chatrelay` command refuses to go on; the message is one line for a human.
+
+    `chatrelay.cli.main` prints it as `chatrelay: error: <message>` and exits 2, before
+    anything with a side effect whenever the problem can be seen up front.
+    """
+
+
+class ConfigError(CommandError):
     """The configuration cannot be read or is invalid; the message is one line for a human."""
 
 

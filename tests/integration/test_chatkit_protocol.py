@@ -237,6 +237,12 @@ async def test_other_users_ids_behave_like_missing_ones(client: httpx.AsyncClien
         ("input.transcribe", {"audio_base64": "", "mime_type": "audio/webm"}),
         ("threads.add_client_tool_output", {"thread_id": "thr_1", "result": {}}),
         ("threads.custom_action", {"thread_id": "thr_1", "action": {"type": "x", "payload": {}}}),
+        # Listed in the README's table with what they get (issue 20: they were left out).
+        ("threads.add_structured_input", {"thread_id": "thr_1", "item_id": "i", "input": {}}),
+        (
+            "threads.sync_custom_action",
+            {"thread_id": "thr_1", "action": {"type": "x", "payload": {}}},
+        ),
         ("no.such.type", {}),
     ],
 )
@@ -315,6 +321,7 @@ async def test_a_stopped_chatkit_turn_keeps_its_partial_reply(app_factory: AppFa
 
 @pytest.mark.parametrize("body", [b'{"type": "\xff"}', b'{"type": []}', b"[1, 2]", b"{nope"])
 async def test_malformed_envelopes_are_4xx_not_500(client: httpx.AsyncClient, body: bytes) -> None:
-    response = await client.post("/chatkit", content=body, headers=auth())
+    headers = {**auth(), "Content-Type": "application/json"}
+    response = await client.post("/chatkit", content=body, headers=headers)
     assert response.status_code in (400, 422)
     assert "detail" in response.json()

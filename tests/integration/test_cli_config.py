@@ -93,19 +93,23 @@ def test_token_without_a_secret_anywhere_says_so_in_one_line(
     checkout: Path, elsewhere: Path
 ) -> None:
     line = _one_line_error(_token(elsewhere, _env(checkout)))
-    assert line.startswith("AUTH_SECRET is not set: not in the environment, and there is no env")
+    assert line.startswith(
+        "chatrelay: error: AUTH_SECRET is not set: not in the environment, and there is no env"
+    )
     assert str(elsewhere / ".env") in line and str(checkout / ".env") in line
 
 
 def test_a_named_env_file_that_does_not_exist_is_one_line(checkout: Path, elsewhere: Path) -> None:
     line = _one_line_error(_token(elsewhere, _env(checkout), "--env-file", "typo.env"))
-    assert line == "chatrelay: env file typo.env (--env-file) does not exist or is a directory"
+    assert (
+        line == "chatrelay: error: env file typo.env (--env-file) does not exist or is a directory"
+    )
 
 
 def test_an_invalid_setting_is_one_line_not_a_traceback(checkout: Path, elsewhere: Path) -> None:
     (checkout / ".env").write_text("ENV=production\nAUTH_SECRET=too-short\n")
     line = _one_line_error(_token(elsewhere, _env(checkout)))
     assert line == (
-        "chatrelay: invalid configuration (read from the environment and "
+        "chatrelay: error: invalid configuration (read from the environment and "
         f"{checkout / '.env'}): AUTH_SECRET needs 32+ bytes in production"
     )

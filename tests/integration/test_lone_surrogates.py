@@ -125,11 +125,14 @@ async def test_chat_refuses_it_before_a_stream_or_a_raw_utf8_surrogate(
     app, model = await recording_app(app_factory)
     async with client_for(app) as client:
         streamed = await post(client, "/api/alice/chat", b'{"message":"a\\ud800b"}', **SSE)
-        # Not even UTF-8, yet `json.loads` decodes these bytes with "surrogatepass".
+        # A surrogate's UTF-8-like bytes: `json.loads(bytes)` decoded them with
+        # "surrogatepass", but they are not UTF-8, so the body is JSON that does not parse.
         raw = await post(client, "/api/alice/chat", b'{"message":"a\xed\xa0\x80b"}')
 
     assert_refused(streamed, (*CHAT, "message"))
-    assert_refused(raw, (*CHAT, "message"))
+    assert raw.status_code == 422
+    [error] = raw.json()["detail"]
+    assert (error["type"], error["loc"]) == ("json_invalid", ["body", 13])
     assert await stored_conversations(app) == []
     assert model.calls == []
 

@@ -100,7 +100,7 @@ def test_serve_without_migrate_on_start_refuses_a_schema_behind_in_one_line(
     )
     assert refused.returncode == 2
     [line] = refused.stderr.splitlines()  # one line, no traceback
-    assert line.startswith("chatrelay serve: the database schema is at no revision")
+    assert line.startswith("chatrelay: error: serve: the database schema is at no revision")
     assert "run `chatrelay migrate`" in line
 
     migrated = subprocess.run([CLI, "migrate"], env=env, cwd=tmp_path, capture_output=True)

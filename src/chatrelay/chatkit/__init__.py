@@ -9,7 +9,7 @@ never shadows the library.
 from chatrelay.chatkit.encoder import CHATKIT, ChatKitEncoder, encode_event, stored_reply_events
 from chatrelay.chatkit.events import THREAD_STREAM_EVENT
 from chatrelay.chatkit.protocol import ChatKitProtocol, JsonAnswer, StreamAnswer
-from chatrelay.chatkit.requests import decode_json, parse_envelope
+from chatrelay.chatkit.requests import parse_envelope
 
 __all__ = [
     "CHATKIT",
@@ -18,7 +18,6 @@ __all__ = [
     "ChatKitProtocol",
     "JsonAnswer",
     "StreamAnswer",
-    "decode_json",
     "encode_event",
     "parse_envelope",
     "stored_reply_events",

@@ -1,4 +1,4 @@
-"""ChatKit requests in: an envelope's bytes to a typed request, a user message to a turn spec.
+"""ChatKit requests in: a decoded envelope to a typed request, a user message to a turn spec.
 
 Everything a client can get wrong is a domain error here (`Invalid`: 400, `InvalidFields`:
 422 with the offending fields), raised before anything starts.
@@ -6,7 +6,6 @@ Everything a client can get wrong is a domain error here (`Invalid`: 400, `Inval
 
 from __future__ import annotations
 
-import json
 from typing import Any, get_args
 
 from chatkit.types import ChatKitReq, InferenceOptions, UserMessageInput
@@ -20,16 +19,6 @@ CHATKIT_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 KNOWN_TYPES = frozenset(
     model.model_fields["type"].default for model in get_args(get_args(ChatKitReq)[0])
 )
-
-
-def decode_json(raw: bytes) -> Any:
-    """The body as JSON; `InvalidFields` for invalid JSON or invalid UTF-8."""
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidFields(
-            [{"type": "json_invalid", "loc": ("body",), "msg": str(exc), "input": None}]
-        ) from exc
 
 
 def parse_envelope(body: Any) -> ChatKitReq:

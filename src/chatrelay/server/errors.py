@@ -66,6 +66,10 @@ class NotAcceptable(HttpError):
     status_code = 406
 
 
+class UnsupportedMediaType(HttpError):
+    status_code = 415
+
+
 class ServerFault(HttpError):
     """A 5xx: the body carries the correlation id that is also in the logs."""
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -17,8 +17,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatrelay.config import Settings, missing_secret
-from chatrelay.transcripts.check import check
+from chatrelay.config import CommandError, Settings, missing_secret
+from chatrelay.transcripts.arguments import (
+    base_url,
+    envelope,
+    existing_files,
+    free_to_listen,
+    output_file,
+    port,
+    reason,
+    speed,
+    transcripts,
+    unreachable,
+    user_name,
+    writable,
+)
+from chatrelay.transcripts.check import CheckResult, check
 from chatrelay.transcripts.format import Transcript, load, save
 from chatrelay.transcripts.record import chat_request, envelope_request, record
 from chatrelay.transcripts.replay import replay_app, routes_of
@@ -69,113 +83,124 @@ def _print_diff(console: Console, text: str) -> None:
         console.print(Text(line, styles.get(line[:1], "")), soft_wrap=True)
 
 
-def _token(settings: Settings, user: str) -> str | None:
+def _authorization(settings: Settings, user: str, env_file: Path | None) -> str:
+    """The bearer token a command sends for `user`, minted with the server's secret."""
     from chatrelay.tokens import mint_token
 
-    return f"Bearer {mint_token(settings, user)}" if settings.auth_secret else None
+    if not settings.auth_secret:
+        raise CommandError(missing_secret(env_file))
+    return f"Bearer {mint_token(settings, user)}"
 
 
 def _record(args: argparse.Namespace, settings: Settings) -> int:
-    out, err = _consoles()
-    authorization = _token(settings, args.user)
-    if authorization is None:
-        err.print(missing_secret(args.env_file), soft_wrap=True, markup=False)
-        return 2
+    out, _err = _consoles()
+    url, user = base_url(args.url), user_name(args.user)
+    authorization = _authorization(settings, user, args.env_file)
     if args.envelope is not None:
-        request = envelope_request(json.loads(Path(args.envelope).read_text()))
+        request = envelope_request(envelope(args.envelope))
     else:
-        request = chat_request(args.user, args.message)
+        request = chat_request(user, args.message)
 
     async def run() -> Transcript:
-        async with httpx.AsyncClient(base_url=args.url, timeout=_TIMEOUT) as client:
-            return await record(client, request, authorization=authorization, user=args.user)
+        async with httpx.AsyncClient(base_url=url, timeout=_TIMEOUT) as client:
+            return await record(client, request, authorization=authorization, user=user)
 
-    try:
-        transcript = asyncio.run(run())
-    except httpx.HTTPError as exc:
-        err.print(f"cannot record from {args.url}: {exc!r}")
-        return 2
-    save(transcript, Path(args.output))
-    status = transcript.response.status
-    out.print(f"{args.output}: status {status}, {len(transcript.data_events())} events")
-    return 0 if status < 400 else 1
-
-
-def _load_all(paths: Sequence[Path], err: Console) -> list[Transcript] | None:
-    transcripts: list[Transcript] = []
-    for path in paths:
+    with output_file(Path(args.output)) as output:
         try:
-            transcripts.append(load(path))
-        except (OSError, ValueError, ValidationError) as exc:
-            err.print(f"{path}: cannot load: {exc}")
-            return None
-    return transcripts
+            transcript = asyncio.run(run())
+        except httpx.HTTPError as exc:
+            raise unreachable(url, exc) from None
+        try:
+            save(transcript, output)
+        except OSError as exc:
+            raise CommandError(f"-o {output}: cannot write it: {reason(exc)}") from None
+    status = transcript.response.status
+    out.print(f"{output}: status {status}, {len(transcript.data_events())} events")
+    return 0 if status < 400 else 1
 
 
 def _replay(args: argparse.Namespace, _settings: Settings) -> int:
     import uvicorn
 
-    out, err = _consoles()
-    transcripts = _load_all(args.files, err)
-    if transcripts is None:
-        return 2
-    app = replay_app(transcripts, speed=args.speed, default_path=args.path)
+    out, _err = _consoles()
+    loaded = transcripts(args.files)
+    app = replay_app(loaded, speed=args.speed, default_path=args.path)
+    free_to_listen(args.host, args.port)
     out.print(f"replaying on http://{args.host}:{args.port} (speed {args.speed}):")
-    for path, route in zip(args.files, routes_of(transcripts, args.path), strict=True):
+    for path, route in zip(args.files, routes_of(loaded, args.path), strict=True):
         out.print(f"  {route}  <-  {path}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
-def _check(args: argparse.Namespace, settings: Settings) -> int:
-    out, err = _consoles()
+@dataclass(frozen=True)
+class _Checked:
+    path: Path
+    transcript: Transcript
+    authorization: str
+
+
+def _checkable(args: argparse.Namespace, settings: Settings) -> list[_Checked]:
+    """Every file, loaded and given its token, before the first request is sent."""
     if not settings.auth_secret:
-        err.print(missing_secret(args.env_file), soft_wrap=True, markup=False)
-        return 2
-    rows = asyncio.run(_check_all(args, settings, out))
+        raise CommandError(missing_secret(args.env_file))
+    user = None if args.user is None else user_name(args.user)
+    checked: list[_Checked] = []
+    for path, transcript in zip(args.files, transcripts(args.files), strict=True):
+        if transcript.request is None:
+            raise CommandError(
+                f"{path} is a raw stream: it records no request to re-send "
+                "(it can be replayed and validated, not checked)"
+            )
+        who = user or transcript.user
+        if who is None:
+            raise CommandError(f"{path} records no user: pass --user")
+        checked.append(_Checked(path, transcript, _authorization(settings, who, args.env_file)))
+    if args.update:
+        writable(args.files)
+    return checked
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    out, _err = _consoles()
+    url = base_url(args.url)
+    files = _checkable(args, settings)
+    rows = asyncio.run(_check_all(url, files, args.update, out))
     if len(rows) == 1:
         out.print(f"{rows[0].file}: {rows[0].status} {rows[0].detail}".rstrip())
-    _summary(out, rows, f"check against {args.url}")
-    if any(row.status == "error" for row in rows):
-        return 2
+    _summary(out, rows, f"check against {url}")
     return 1 if any(row.status == "differs" for row in rows) else 0
 
 
-async def _check_all(args: argparse.Namespace, settings: Settings, out: Console) -> list[_Row]:
+async def _check_all(url: str, files: list[_Checked], update: bool, out: Console) -> list[_Row]:
     rows: list[_Row] = []
     ids: dict[str, str] = {}  # carried from file to file: later turns use earlier threads
-    async with httpx.AsyncClient(base_url=args.url, timeout=_TIMEOUT) as client:
-        with _progress(args.files, "checking") as advance:
-            for path in args.files:
-                rows.append(await _check_one(client, path, args, settings, ids, out))
+    async with httpx.AsyncClient(base_url=url, timeout=_TIMEOUT) as client:
+        with _progress([file.path for file in files], "checking") as advance:
+            for file in files:
+                try:
+                    result = await check(
+                        client,
+                        file.transcript,
+                        authorization=file.authorization,
+                        name=str(file.path),
+                        ids=ids,
+                    )
+                except httpx.HTTPError as exc:
+                    raise unreachable(url, exc) from None
+                rows.append(_row(file.path, result, update, out))
                 advance()
     return rows
 
 
-async def _check_one(
-    client: httpx.AsyncClient,
-    path: Path,
-    args: argparse.Namespace,
-    settings: Settings,
-    ids: dict[str, str],
-    out: Console,
-) -> _Row:
-    try:
-        expected = load(path)
-        user = args.user or expected.user
-        if expected.request is None:
-            return _Row(path, "error", "a raw stream has no request to re-send")
-        if user is None:
-            return _Row(path, "error", "no user recorded: pass --user")
-        result = await check(
-            client, expected, authorization=_token(settings, user), name=str(path), ids=ids
-        )
-    except (OSError, ValueError, ValidationError, httpx.HTTPError) as exc:
-        return _Row(path, "error", f"{type(exc).__name__}: {exc}")
+def _row(path: Path, result: CheckResult, update: bool, out: Console) -> _Row:
     if result.same:
         return _Row(path, "same")
-    if args.update:
-        save(result.actual, path)
+    if update:
+        try:
+            save(result.actual, path)
+        except OSError as exc:
+            raise CommandError(f"--update {path}: cannot write it: {reason(exc)}") from None
         return _Row(path, "updated")
     _print_diff(out, result.diff)
     changed = sum(1 for line in result.diff.split("\n") if line[:1] in "+-") - 2
@@ -184,6 +209,7 @@ async def _check_one(
 
 def _validate(args: argparse.Namespace, _settings: Settings) -> int:
     out, _err = _consoles()
+    existing_files(args.files)
     rows: list[_Row] = []
     with _progress(args.files, "validating") as advance:
         for path in args.files:
@@ -202,9 +228,10 @@ def _validate(args: argparse.Namespace, _settings: Settings) -> int:
     return 1 if any(row.status != "ok" for row in rows) else 0
 
 
-def add_transcript_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+
+def add_transcript_commands(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
     """`transcript record | replay | check | validate`; each takes `common`'s options."""
     transcript = commands.add_parser("transcript", help="record, replay, check, validate SSE")
     sub = transcript.add_subparsers(dest="transcript_command", required=True)
@@ -225,8 +252,8 @@ def add_transcript_commands(
     )
     rep.add_argument("files", nargs="+", type=Path)
     rep.add_argument("--host", default="127.0.0.1")
-    rep.add_argument("--port", type=int, default=8001)
-    rep.add_argument("--speed", type=float, default=1.0, help="timing factor; 0 = instant")
+    rep.add_argument("--port", type=port, default=8001)
+    rep.add_argument("--speed", type=speed, default=1.0, help="timing factor; 0 = instant")
     rep.add_argument("--path", default="/chatkit", help="where raw .sse captures are served")
     rep.set_defaults(handler=_replay)
 

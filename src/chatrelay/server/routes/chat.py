@@ -16,6 +16,7 @@ from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import ServerFault, ServiceUnavailable
+from chatrelay.server.json_body import JsonBodyRoute
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
 from chatrelay.server.sse import items_response, stream_response
@@ -32,7 +33,7 @@ from chatrelay.turns import (
     TurnSpec,
 )
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], route_class=JsonBodyRoute)
 
 
 def _usage(counts: dict[str, int] | None) -> TokenUsage:

@@ -9,14 +9,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from chatrelay.chatkit import CHATKIT, StreamAnswer, decode_json, parse_envelope
+from chatrelay.chatkit import CHATKIT, StreamAnswer, parse_envelope
 from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.server.auth import verify_token
 from chatrelay.server.deps import AuthorizationHeader, Context
+from chatrelay.server.json_body import JsonBodyRoute
 from chatrelay.server.sse import stream_response
+from chatrelay.turns import InvalidFields
 
-router = APIRouter(tags=["chatkit"])
+router = APIRouter(tags=["chatkit"], route_class=JsonBodyRoute)  # 415 / 422 for the body
 
 
 async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
@@ -34,6 +36,7 @@ async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
     responses={
         200: {"description": "JSON, or `text/event-stream` for streaming request types"},
         400: {"description": "An unsupported request type or input"},
+        422: {"description": "A body that is not UTF-8 JSON, or invalid `params`"},
         401: {"description": "Missing or invalid bearer token"},
         404: {"description": "No such thread, item or cursor for this user"},
     },
@@ -41,5 +44,8 @@ async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
 async def chatkit_endpoint(
     request: Request, context: Context, authorization: AuthorizationHeader = None
 ) -> Response:
+    if not await request.body():
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise InvalidFields([missing])  # as FastAPI says it on the chat URL
     user_id = verify_token(context.settings, authorization)
-    return await answer(context, user_id, decode_json(await request.body()))
+    return await answer(context, user_id, await request.json())  # parsed by JsonBodyRoute

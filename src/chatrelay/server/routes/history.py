@@ -22,6 +22,7 @@ from chatrelay.schemas.history import (
     usage_of,
 )
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
+from chatrelay.server.json_body import JsonBodyRoute
 from chatrelay.store import Conversation, Message, transaction
 from chatrelay.store.repositories import (
     ConversationRepository,
@@ -31,7 +32,7 @@ from chatrelay.store.repositories import (
 from chatrelay.store.tables import as_utc
 from chatrelay.turns import Conflict, Invalid, NotFound
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], route_class=JsonBodyRoute)
 
 UserId = Annotated[str, Path(min_length=1, max_length=255)]
 ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
