@@ -14,11 +14,11 @@ from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.server.auth import verify_token
 from chatrelay.server.deps import AuthorizationHeader, Context
-from chatrelay.server.json_body import JsonBodyRoute
+from chatrelay.server.json_body import AnyContentTypeJsonRoute
 from chatrelay.server.sse import stream_response
 from chatrelay.turns import InvalidFields
 
-router = APIRouter(tags=["chatkit"], route_class=JsonBodyRoute)  # 415 / 422 for the body
+router = APIRouter(tags=["chatkit"], route_class=AnyContentTypeJsonRoute)  # 422 for the body
 
 
 async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
