@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     """A crashed process's hold on a conversation expires after this long."""
     resume_seconds: float = Field(default=300.0, ge=0)
     """How long a finished turn's events stay available to a client resuming its stream."""
+    redis_url: str | None = None
+    """Several instances: each turn's events, stops and liveness are shared through this Redis
+    (`redis://host:6379/0`). Unset: one process, everything in memory."""
+    redis_prefix: str = Field(default="chatrelay", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Prefix of every Redis key, so several deployments (or test runs) can share one Redis."""
+    instance_heartbeat_seconds: float = Field(default=3.0, gt=0)
+    """How often an instance says it is alive; one silent for 3 heartbeats is gone."""
+    resume_max_events: int = Field(default=100_000, ge=100)
+    """A turn's Redis stream keeps at most this many events (a longer one cannot be resumed
+    from another instance)."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
     sse_flush_interval_seconds: float = Field(default=0.002, ge=0, le=1)

@@ -21,6 +21,7 @@ from chatrelay.agents import AgentsTurnModel
 from chatrelay.agents import ModelProvider as ModelProvider  # re-exported for the edges
 from chatrelay.agents.assistant import open_turn_model
 from chatrelay.chatkit import ChatKitProtocol
+from chatrelay.cluster.setup import Cluster, open_cluster
 from chatrelay.config import Settings
 from chatrelay.store import (
     Revisions,
@@ -34,6 +35,7 @@ from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     InProcessTurnBuffer,
     Metrics,
+    TurnBuffer,
     TurnConfig,
     TurnRegistry,
     TurnService,
@@ -62,6 +64,8 @@ class Runtime:
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
+    cluster: Cluster | None = None
+    """What several instances share through Redis (None without `REDIS_URL`)."""
 
 
 def turn_config(settings: Settings) -> TurnConfig:
@@ -102,14 +106,22 @@ async def open_runtime(
         )
         stack.callback(limits.close)
         registry = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
-        # Registered last, so it runs first: turns finish while their tools still work.
-        stack.push_async_callback(registry.shutdown, settings.shutdown_grace_seconds)
         metrics = Metrics(open_streams=limits.open_streams)
+        cluster: Cluster | None = None
+        buffer: TurnBuffer = InProcessTurnBuffer(registry)
+        if settings.redis_url:
+            cluster = await stack.enter_async_context(
+                open_cluster(settings, registry, metrics, settings.redis_url)
+            )
+            buffer = cluster.buffer
+        # Registered last, so it runs first: turns finish while their tools (and the mirrors
+        # of their events) still work.
+        stack.push_async_callback(registry.shutdown, settings.shutdown_grace_seconds)
         turns = TurnService(
             store=SqlTurnStore(sessions),
             model=model,
             registry=registry,
-            buffer=InProcessTurnBuffer(registry),
+            buffer=buffer,
             limits=limits,
             config=turn_config(settings),
             metrics=metrics,
@@ -126,6 +138,7 @@ async def open_runtime(
             schema=schema,
             todo=todo,
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
+            cluster=cluster,
         )
 
 

@@ -22,6 +22,7 @@ from chatrelay.turns import (
     Busy,
     Conflict,
     InvalidFields,
+    LiveEventsUnavailable,
     NotFound,
     RateLimited,
     StoreUnavailable,
@@ -138,6 +139,9 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
             "no database connection free (correlation_id=%s): %s", current_request_id(), exc
         )
         detail = "server busy, please retry"
+    elif isinstance(exc, LiveEventsUnavailable):  # Redis: nothing stored is at risk
+        logger.warning("live events unavailable (correlation_id=%s): %s", current_request_id(), exc)
+        detail = str(exc)
     else:  # a refused connection surfaces as OSError from the driver, a lost one as DBAPIError
         logger.error("database error (correlation_id=%s): %s", current_request_id(), exc)
         detail = "database unavailable, please retry"

@@ -62,3 +62,8 @@ class StoreUnavailable(Exception):
         super().__init__(detail)
         self.busy = busy
         """True when every connection was in use (overload), not when the database is gone."""
+
+
+class LiveEventsUnavailable(StoreUnavailable):
+    """What instances share of running turns (another instance's events) cannot be read now;
+    the messages themselves are safe in the database. Worth retrying."""

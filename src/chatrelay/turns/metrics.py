@@ -46,6 +46,12 @@ class Metrics:
             ["answer"],
             registry=self.registry,
         )
+        self.shared_state_errors = Counter(
+            "chatrelay_redis_errors",
+            "Redis operations that failed, by what they were for (mirror, follow, stop, ...)",
+            ["op"],
+            registry=self.registry,
+        )
         self.active_streams = Gauge(
             "chatrelay_active_streams", "Open SSE streams", registry=self.registry
         )

@@ -97,6 +97,7 @@ class TurnService:
             flush_interval=config.flush_interval,
         )
         self.registry.start(turn)
+        self._buffer.track(turn)
         return turn
 
     async def stop(
@@ -120,7 +121,7 @@ class TurnService:
     ) -> AsyncIterator[Batch[T]] | None:
         """The latest turn's items after id `after` (then live ones); None when there is
         nothing to resume; `NotFound` for a conversation that is not the user's."""
-        items = self._buffer.replay(conversation_id, user_id, wire_format, after)
+        items = await self._buffer.replay(conversation_id, user_id, wire_format, after)
         if items is None:
             await self._check_owner(user_id, conversation_id)
         return items

@@ -41,6 +41,10 @@ class Failure(Enum):
     INTERNAL = "internal server error"
     STOPPED = "the turn was stopped"
     """An explicit stop (the cancel endpoint): not an error, the partial reply is kept."""
+    LOST = "the server running this reply went away, please retry"
+    """Seen by a reader on another instance: the one running the turn stopped answering."""
+    UNREACHABLE = "the reply's live events are unavailable right now, please resume again"
+    """Seen by a reader on another instance: the shared event stream could not be read."""
 
 
 History = list[tuple[str, str]]

@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers and its schema is at head",
+    summary="The database answers and its schema is at head (Redis, when used, is reported)",
     responses={503: {"description": "The database is unreachable, or its schema is behind"}},
 )
 async def readyz(context: Context) -> JSONResponse:
@@ -48,6 +48,10 @@ async def readyz(context: Context) -> JSONResponse:
             503,
             headers=RETRY,
         )
+    cluster = context.cluster
+    if cluster is not None and not await cluster.reachable():
+        # Turns still run and are saved here; only following them from elsewhere waits.
+        return JSONResponse({"status": "degraded", "redis": "unreachable"})
     return JSONResponse({"status": "ok"})
 
 

@@ -1,0 +1,27 @@
+"""Every Redis key chatrelay uses, under one prefix (`REDIS_PREFIX`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def turn(self, turn_id: str) -> str:
+        """A turn's events: a stream whose entry `n+1-0` is event `n`."""
+        return f"{self.prefix}:turn:{turn_id}"
+
+    def conversation(self, conversation_id: str) -> str:
+        """The conversation's latest turn: JSON `{"turn", "user", "instance"}`."""
+        return f"{self.prefix}:conversation:{conversation_id}"
+
+    def instance(self, instance_id: str) -> str:
+        """Present while the instance is alive (it expires after three missed heartbeats)."""
+        return f"{self.prefix}:instance:{instance_id}"
+
+    @property
+    def stops(self) -> str:
+        """The pub/sub channel of stop requests, read by every instance."""
+        return f"{self.prefix}:stops"

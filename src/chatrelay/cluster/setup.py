@@ -1,0 +1,71 @@
+"""The shared state of several instances, opened from the settings (`REDIS_URL`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from chatrelay.cluster.instances import Instances
+from chatrelay.cluster.keys import Keys
+from chatrelay.cluster.streams import RedisTurnBuffer, StreamTerms
+from chatrelay.config import Settings
+from chatrelay.turns import Metrics, TurnRegistry
+
+logger = logging.getLogger("chatrelay.cluster")
+
+CONNECT_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Cluster:
+    client: Redis
+    keys: Keys
+    instances: Instances
+    buffer: RedisTurnBuffer
+
+    async def reachable(self) -> bool:
+        """For `/readyz`: Redis answers (an instance without it is degraded, not down)."""
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+
+@contextlib.asynccontextmanager
+async def open_cluster(
+    settings: Settings, registry: TurnRegistry, metrics: Metrics, redis_url: str
+) -> AsyncIterator[Cluster]:
+    """Connect (lazily: a Redis that is down at start is retried, never fatal), heartbeat,
+    mirror turns; on exit, wait for the mirrors, stop beating, close."""
+    heartbeat = settings.instance_heartbeat_seconds
+    client = Redis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        # Longer than the longest XREAD BLOCK (one heartbeat), so a wait is not an error.
+        socket_timeout=heartbeat + 5.0,
+        health_check_interval=30,
+    )
+    keys = Keys(settings.redis_prefix)
+    instances = Instances(client, keys, heartbeat)
+    resume = max(1, math.ceil(settings.resume_seconds))
+    terms = StreamTerms(
+        ttl_seconds=resume,
+        running_ttl_seconds=resume + math.ceil(settings.turn_timeout_seconds),
+        max_events=settings.resume_max_events,
+    )
+    buffer = RedisTurnBuffer(client, keys, registry, instances, terms, metrics)
+    instances.start()
+    logger.info("sharing live turns through Redis as instance %s", instances.id)
+    try:
+        yield Cluster(client, keys, instances, buffer)
+    finally:
+        await buffer.close()
+        await instances.close()
+        await client.aclose()

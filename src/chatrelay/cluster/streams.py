@@ -1,0 +1,224 @@
+"""Each turn's typed events in a Redis Stream, so any instance can follow or resume it.
+
+The instance running a turn mirrors its log: one pipelined round trip per write batch of
+the log (never one per token), entry `n+1-0` holding event `n` as `chatrelay.turns.codec`
+JSON. Readers there keep reading the log itself; a reader on any other instance follows the
+stream (XREAD BLOCK) and encodes the events with its own format's encoder, so it gets the
+same items with the same ids, byte for byte. A reader whose turn's instance stops beating
+(see `Instances`) gets the format's error and a clean end.
+
+The conversation's key names its latest turn, so a resume finds it; both expire
+`RESUME_SECONDS` after the turn ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from chatrelay.cluster.instances import Instances
+from chatrelay.cluster.keys import Keys
+from chatrelay.turns import (
+    TURN_EVENTS,
+    Batch,
+    Failure,
+    InProcessTurnBuffer,
+    LiveEventsUnavailable,
+    Metrics,
+    Turn,
+    TurnEnded,
+    TurnEvent,
+    TurnFailed,
+    TurnRegistry,
+    WireFormat,
+)
+from chatrelay.turns.codec import from_dict, to_dict
+
+logger = logging.getLogger("chatrelay.cluster")
+
+T = TypeVar("T")
+Entries = Sequence[tuple[str, dict[str, str]]]
+READ_COUNT = 1000
+FINAL_RETRIES = (0.1, 0.3, 1.0, 3.0)
+"""Waits between the last attempts to mirror a turn's final events while Redis is away."""
+
+
+@dataclass(frozen=True)
+class StreamTerms:
+    ttl_seconds: int
+    """Time to live of a finished turn's keys (RESUME_SECONDS)."""
+    running_ttl_seconds: int
+    """... and of a running one's: its whole time to run on top."""
+    max_events: int
+
+
+class Unreadable(Exception):
+    """The stream has a gap (trimmed, or Redis lost it): it cannot be encoded exactly."""
+
+
+def _dumps(event: TurnEvent) -> str:
+    return json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+class RedisTurnBuffer:
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        registry: TurnRegistry,
+        instances: Instances,
+        terms: StreamTerms,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._local = InProcessTurnBuffer(registry)
+        self._instances = instances
+        self._terms = terms
+        self._metrics = metrics
+        self._mirrors: set[asyncio.Task[None]] = set()
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.shared_state_errors.labels(op).inc()
+        logger.warning("redis %s failed: %s: %s", op, type(exc).__name__, exc)
+
+    # -- the owning instance -------------------------------------------------------------
+
+    def track(self, turn: Turn) -> None:
+        task = asyncio.create_task(self._mirror(turn), name=f"mirror:{turn.spec.conversation_id}")
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _mirror(self, turn: Turn) -> None:
+        """Write each batch of the turn's log as it comes; a batch that fails is sent again
+        with the next one (entry ids make a repeat harmless), and the last ones are retried
+        a few times before giving up (a reader elsewhere then sees a gap, never a lie)."""
+        pending: list[tuple[int, TurnEvent]] = []
+        pointed = False
+        async for batch in turn.batches(TURN_EVENTS):
+            pending.extend(batch)
+            try:
+                await self._write(turn, pending, point=not pointed)
+            except (RedisError, OSError) as exc:
+                self._failed("mirror", exc)
+                continue
+            pointed, pending = True, []
+        for wait in FINAL_RETRIES:
+            if not pending and pointed:
+                return
+            await asyncio.sleep(wait)
+            try:
+                await self._write(turn, pending, point=not pointed)
+            except (RedisError, OSError) as exc:
+                self._failed("mirror", exc)
+                continue
+            pointed, pending = True, []
+
+    async def _write(self, turn: Turn, events: list[tuple[int, TurnEvent]], *, point: bool) -> None:
+        spec, terms = turn.spec, self._terms
+        stream = self._keys.turn(spec.assistant_message_id)
+        pointer = self._keys.conversation(spec.conversation_id)
+        ended = bool(events) and isinstance(events[-1][1], TurnEnded)
+        ttl = terms.ttl_seconds if ended else terms.running_ttl_seconds
+        pipe = self._client.pipeline(transaction=False)
+        if point:
+            owner = {"turn": spec.assistant_message_id, "user": spec.user_id}
+            pipe.set(pointer, json.dumps({**owner, "instance": self._instances.id}), ex=ttl)
+        for sequence, event in events:
+            entry = {"e": _dumps(event)}
+            pipe.xadd(stream, entry, id=f"{sequence + 1}-0", maxlen=terms.max_events)  # type: ignore[arg-type]
+        pipe.expire(stream, ttl)
+        pipe.expire(pointer, ttl)
+        for result in await pipe.execute(raise_on_error=False):
+            # An entry sent before (its batch failed after Redis took it) is refused: fine.
+            if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
+                raise result
+            if isinstance(result, BaseException):
+                raise result
+
+    async def close(self) -> None:
+        """Until every mirror has written its turn's last events (or given up)."""
+        while self._mirrors:
+            await asyncio.wait(set(self._mirrors))
+
+    # -- any instance --------------------------------------------------------------------
+
+    async def replay(
+        self, conversation_id: str, user_id: str, wire_format: WireFormat[T], after: int
+    ) -> AsyncIterator[Batch[T]] | None:
+        local = self._local.local(conversation_id, user_id, wire_format, after)
+        if local is not None:
+            return local
+        try:
+            found = await self._client.get(self._keys.conversation(conversation_id))
+            if found is None:
+                return None
+            owner = json.loads(found)
+            if owner["user"] != user_id:
+                return None
+            stream = self._keys.turn(owner["turn"])
+            first = cast(Entries, await self._client.xrange(stream, "-", "+", count=READ_COUNT))
+        except (RedisError, OSError) as exc:
+            self._failed("follow", exc)
+            raise LiveEventsUnavailable("live events unavailable, please retry") from exc
+        if not first or first[0][0] != "1-0":
+            return None  # expired meanwhile, or trimmed: nothing exact to resume
+        return self._follow(stream, owner["instance"], wire_format, after, first)
+
+    async def _follow(
+        self, stream: str, owner: str, wire_format: WireFormat[T], after: int, entries: Entries
+    ) -> AsyncIterator[Batch[T]]:
+        """Encode the entries from the first on (the encoder needs them all), yield the items
+        after `after`, read more until the turn ends; a gap, a lost owner or Redis going away
+        ends the stream with the format's error instead."""
+        encoder = wire_format.encoder()
+        next_item, expected = 0, 1
+        while True:
+            batch: Batch[T] = []
+            failure: Failure | None = None
+            for entry_id, fields in entries:
+                if entry_id != f"{expected}-0":
+                    self._failed("follow", Unreadable(f"{stream}: {entry_id}, not {expected}-0"))
+                    failure = Failure.UNREACHABLE
+                    break
+                expected += 1
+                event = from_dict(json.loads(fields["e"]))
+                for item in encoder.encode(event):
+                    if next_item > after:
+                        batch.append((next_item, item))
+                    next_item += 1
+                if isinstance(event, TurnEnded):
+                    yield batch
+                    return
+            if batch:
+                yield batch
+            if failure is None:
+                entries, failure = await self._read(stream, f"{expected - 1}-0", owner)
+            if failure is not None:
+                first_id = max(next_item, after + 1)
+                items = encoder.encode(TurnFailed(failure, failure.value))
+                yield [(first_id + index, item) for index, item in enumerate(items)]
+                return
+
+    async def _read(self, stream: str, last_id: str, owner: str) -> tuple[Entries, Failure | None]:
+        """The entries after `last_id`, waiting up to a heartbeat for them; none and a failure
+        when the owner is gone or Redis cannot be read."""
+        block_ms = max(1, int(self._instances.heartbeat_seconds * 1000))
+        try:
+            read: Any = await self._client.xread(
+                {stream: last_id}, count=READ_COUNT, block=block_ms
+            )
+            if read:  # [[stream, entries]] (RESP2, the client's default protocol)
+                return cast(Entries, read[0][1]), None
+            return (), None if await self._instances.alive(owner) else Failure.LOST
+        except (RedisError, OSError) as exc:
+            self._failed("follow", exc)
+            return (), Failure.UNREACHABLE

@@ -1,0 +1,91 @@
+"""Several real `chatrelay serve` processes sharing one Postgres database and one Redis, as
+instances behind a balancer do: a fresh database and a Redis key prefix of their own per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import redis
+
+from chatrelay.config import ENV_FILE_VARIABLE
+from tests.conftest import POSTGRES_URL
+from tests.integration.processes import SECRET, Server
+
+REDIS_URL = os.environ.get("CHATRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+HEARTBEAT_SECONDS = 0.5
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the test Postgres; its SQLAlchemy URL, dropped at the end."""
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"chatrelay_it_{uuid.uuid4().hex[:12]}"
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def drop_keys(redis_url: str, prefix: str) -> None:
+    """The test's keys, gone (a Redis the test killed holds none)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass
+    finally:
+        client.close()
+
+
+@contextmanager
+def cluster_env(tmp_path: Path, **overrides: str) -> Iterator[dict[str, str]]:
+    """The environment every instance of one test shares."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    with fresh_postgres_database() as database_url:
+        env = {
+            **os.environ,
+            "AUTH_SECRET": SECRET,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": prefix,
+            "INSTANCE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+            "OPENAI_AGENTS_DISABLE_TRACING": "1",
+            ENV_FILE_VARIABLE: os.devnull,
+            **overrides,
+        }
+        try:
+            yield env
+        finally:
+            drop_keys(env["REDIS_URL"], prefix)
+
+
+@contextmanager
+def instances(env: dict[str, str], cwd: Path, count: int) -> Iterator[list[Server]]:
+    """`count` instances, started one after another (the first migrates), killed at the end."""
+    started: list[Server] = []
+    try:
+        for _ in range(count):
+            started.append(Server(env, cwd))
+        yield started
+    finally:
+        for server in started:
+            if server.process.poll() is None:
+                server.process.kill()
+                server.process.wait()
