@@ -79,21 +79,31 @@ def frame_text(message: Message, max_bytes: int) -> str | None:
     return text
 
 
-def client_frame(text: str | None) -> tuple[str | None, dict[str, Any]]:
-    """A frame's `ref` and its JSON object (the `ref` taken out): `Invalid` or
-    `InvalidFields` for anything else, as the HTTP routes refuse a body."""
+def frame_object(text: str | None) -> dict[str, Any]:
+    """A frame's JSON object: `Invalid` or `InvalidFields` (invalid JSON) for anything else,
+    as the HTTP routes refuse a body."""
     if text is None:
         raise Invalid("frames must be JSON text, not binary")
     body = decode_json(text.encode())
     if not isinstance(body, dict):
         raise Invalid("a frame must be a JSON object with a `type`")
+    return body
+
+
+def take_ref(body: dict[str, Any]) -> str | None:
+    """Take the frame's `ref` out (every answer echoes it); `InvalidFields` unless it is a
+    string, or missing."""
     ref = body.pop("ref", None)
     if ref is not None and (not isinstance(ref, str) or has_lone_surrogate(ref)):
         error = {"type": "string_type", "loc": ("frame", "ref"), "msg": "ref must be a string"}
         raise InvalidFields([{**error, "input": None}])
+    return ref
+
+
+def check_text(body: dict[str, Any]) -> None:
+    """`InvalidFields` for a lone surrogate anywhere in the frame (no store can hold one)."""
     if (found := lone_surrogate_error(body, ("frame",))) is not None:
         raise InvalidFields([found])
-    return ref, body
 
 
 def result_frame(ref: str | None, body_json: str) -> str:
@@ -170,7 +180,9 @@ class Session:
         request_id_var.set(uuid.uuid4().hex)  # this task's logs and turns: its correlation id
         ref: str | None = None
         try:
-            ref, body = client_frame(text)
+            body = frame_object(text)
+            ref = take_ref(body)
+            check_text(body)
             await self._dispatch(ref, body)
         except Gone:
             return

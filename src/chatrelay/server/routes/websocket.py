@@ -24,10 +24,12 @@ from chatrelay.server.websocket import (
     MESSAGE_TOO_BIG,
     FrameTooLarge,
     Session,
-    client_frame,
+    check_text,
     close_reason,
+    frame_object,
     frame_text,
     result_frame,
+    take_ref,
 )
 from chatrelay.turns import TurnRefused
 
@@ -89,7 +91,9 @@ async def _sign_in(
 def _auth_frame(text: str | None) -> AuthFrame:
     expected = 'the first frame must be {"type": "auth", "token": "<JWT>"}'
     try:
-        ref, body = client_frame(text)
+        body = frame_object(text)
+        ref = take_ref(body)
+        check_text(body)
         if body.get("type") != "auth":
             raise Unauthorized(expected)
         return AuthFrame.model_validate({**body, "ref": ref})
