@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import uuid
+from contextlib import suppress
 from typing import Any, assert_never
 
 from pydantic import ValidationError
@@ -276,7 +277,8 @@ class Session:
         async with self._sending:
             if not self._gone:
                 self._gone = True
-                await self._socket.close(code, close_reason(reason))
+                with suppress(WebSocketDisconnect, RuntimeError):  # the client left first
+                    await self._socket.close(code, close_reason(reason))
 
 
 def close_reason(text: str) -> str:

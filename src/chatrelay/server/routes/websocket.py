@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import suppress
 from typing import Annotated
 
-from fastapi import APIRouter, Path, WebSocket
+from fastapi import APIRouter, Path, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from chatrelay.runtime import Runtime
@@ -52,17 +53,22 @@ async def chat_socket(
     await websocket.accept()
     try:
         user = await _sign_in(websocket, context, user_id, authorization)
-    except Unauthorized as exc:
-        await websocket.close(UNAUTHORIZED, close_reason(exc.detail))
+    except (Unauthorized, Forbidden, FrameTooLarge) as exc:
+        code = next(code for kind, code in _CLOSE_CODES.items() if isinstance(exc, kind))
+        with suppress(WebSocketDisconnect):  # the client may have left meanwhile
+            await websocket.close(code, close_reason(str(exc)))
         return
-    except Forbidden as exc:
-        await websocket.close(FORBIDDEN, close_reason(exc.detail))
-        return
-    except FrameTooLarge as exc:
-        await websocket.close(MESSAGE_TOO_BIG, close_reason(str(exc)))
+    except WebSocketDisconnect:
         return
     if user is not None:  # else the client left before signing in
         await Session(websocket, context, user).serve()
+
+
+_CLOSE_CODES: dict[type[Exception], int] = {
+    Unauthorized: UNAUTHORIZED,
+    Forbidden: FORBIDDEN,
+    FrameTooLarge: MESSAGE_TOO_BIG,
+}
 
 
 async def _sign_in(
