@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     sse_flush_interval_seconds: float = Field(default=0.002, ge=0, le=1)
     """After a write, events arriving within this long go out together in the next one: a
     burst of tokens costs one write, not one per token. The first event is never delayed."""
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A socket without `Authorization` must send its auth frame within this long (else 4401)."""
+    ws_ping_seconds: float = Field(default=20.0, gt=0)
+    """A WebSocket is pinged this long after its last pong (keep-alive through proxies)."""
+    ws_ping_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A WebSocket whose pong is this late is closed (1011); its turns run on. Longer than a
+    reader may pause: one that stops reading for 30 s gets its stream intact afterwards."""
     tracing: bool = False
     """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
     log_level: str = "INFO"
