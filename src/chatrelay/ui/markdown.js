@@ -38,10 +38,10 @@ const LINK =
   /(!?)\[([^\]\n]*)\]\(\s*(<[^>\n]*>|[^\s()]*(?:\([^\s()]*\)[^\s()]*)*)(?:\s+(?:"[^"\n]*"|'[^'\n]*'))?\s*\)/y;
 const AUTOLINK = /<((?:https?|mailto):[^\s<>]+)>/y;
 const BARE_URL = /https?:\/\/[^\s<>]*[^\s<>.,:;"'!?)\]*_~]/y;
-const STRONG = /(\*\*|__)(?=\S)([\s\S]*?\S)\1/y;
-const EMPHASIS = /(\*|_)(?=[^\s*_])((?:\\[*_]|[^*_])*?[^\s\\*_])\1/y;
 const STRIKE = /~~(?=\S)([\s\S]*?\S)~~/y;
 const WORD = /[\p{L}\p{N}]/u;
+const PUNCTUATION = /[\p{P}\p{S}]/u;
+const SPACE = /\s/;
 
 function at(regex, text, index) {
   regex.lastIndex = index;
@@ -114,10 +114,15 @@ export function inline(parent, text, depth = 0, inLink = false) {
       flush();
       link(parent, m[0], m[0], { image: false, depth });
       i += m[0].length;
-    } else if ((char === "*" || char === "_") && (m = at(STRONG, text, i)) && flanked(m, text, i)) {
-      i = wrap("strong", m[2], i + m[0].length);
-    } else if ((char === "*" || char === "_") && (m = at(EMPHASIS, text, i)) && flanked(m, text, i)) {
-      i = wrap("em", m[2], i + m[0].length);
+    } else if (char === "*" || char === "_") {
+      const found = emphasis(text, i);
+      if (found === null) {
+        const run = delimiterRun(text, i);
+        plain += text.slice(i, i + run);
+        i += run;
+      } else {
+        i = wrap(found.tag, text.slice(found.start, found.end), found.next);
+      }
     } else if (char === "~" && (m = at(STRIKE, text, i))) {
       i = wrap("del", m[1], i + m[0].length);
     } else {
@@ -128,12 +133,56 @@ export function inline(parent, text, depth = 0, inLink = false) {
   flush();
 }
 
-/** `_` only emphasises whole words (snake_case_names stay as they are). */
-function flanked(match, text, index) {
-  if (match[1][0] !== "_") return true;
+// Emphasis by CommonMark's flanking rules, so `a * b * c`, snake_case_names and
+// `window.__name` stay as they are: a run of `*` or `_` opens when it leans on the text after
+// it, closes when it leans on the text before it, and `_` never does either inside a word.
+
+function delimiterRun(text, index) {
+  let end = index;
+  while (text[end] === text[index]) end += 1;
+  return end - index;
+}
+
+function leftFlanking(before, after) {
+  return !SPACE.test(after) && (!PUNCTUATION.test(after) || SPACE.test(before) || PUNCTUATION.test(before));
+}
+
+function rightFlanking(before, after) {
+  return !SPACE.test(before) && (!PUNCTUATION.test(before) || SPACE.test(after) || PUNCTUATION.test(after));
+}
+
+function canOpen(char, before, after) {
+  const left = leftFlanking(before, after);
+  return char === "*" ? left : left && (!rightFlanking(before, after) || PUNCTUATION.test(before));
+}
+
+function canClose(char, before, after) {
+  const right = rightFlanking(before, after);
+  return char === "*" ? right : right && (!leftFlanking(before, after) || PUNCTUATION.test(after));
+}
+
+/** The emphasis opened at `index` (strong for a double delimiter), or null. */
+function emphasis(text, index) {
+  const char = text[index];
+  const run = delimiterRun(text, index);
   const before = index > 0 ? text[index - 1] : " ";
-  const after = text[index + match[0].length] ?? " ";
-  return !WORD.test(before) && !WORD.test(after);
+  if (!canOpen(char, before, text[index + run] ?? " ")) return null;
+  for (const size of run >= 2 ? [2, 1] : [1]) {
+    const start = index + size;
+    // A closer is a whole run of the same character, judged by what is either side of it.
+    for (let j = start + 1; j < text.length; ) {
+      if (text[j] !== char || text[j - 1] === "\\") {
+        j += 1;
+        continue;
+      }
+      const length = delimiterRun(text, j);
+      if (length >= size && canClose(char, text[j - 1], text[j + length] ?? " ")) {
+        return { tag: size === 2 ? "strong" : "em", start, end: j, next: j + size };
+      }
+      j += length;
+    }
+  }
+  return null;
 }
 
 // ---- blocks ----------------------------------------------------------------------------
@@ -209,12 +258,11 @@ function list(lines, i, depth) {
     }
     const item = el("li");
     const rendered = blocks(content, depth + 1);
-    // A one-paragraph item is just its text (a tight list).
-    if (rendered.childNodes.length === 1 && rendered.firstChild.nodeName === "P") {
-      item.append(...rendered.firstChild.childNodes);
-    } else {
-      item.append(rendered);
+    // In a tight list (no blank line inside the item) its text is not a paragraph.
+    if (!content.includes("") && rendered.firstChild?.nodeName === "P") {
+      rendered.firstChild.replaceWith(...rendered.firstChild.childNodes);
     }
+    item.append(rendered);
     node.append(item);
     while (j < lines.length && blank(lines[j]) && j + 1 < lines.length && ITEM.test(lines[j + 1])) {
       j += 1;
