@@ -6,6 +6,7 @@ What the page does in a browser is tested in tests/browser/."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,12 @@ async def test_an_unknown_file_is_a_404_with_a_detail(app_factory: AppFactory) -
             assert response.json()["detail"], path
 
 
-def test_every_file_of_the_page_is_servable() -> None:
-    """A file whose type the server does not serve would be shipped and never reach the page
-    (pyproject's package data ships all of `ui/`)."""
+def test_every_file_of_the_page_is_shipped_and_servable() -> None:
+    """The wheel carries all of `ui/` (package data), and the server serves every file of it:
+    a file of a type it does not serve would be shipped and never reach the page."""
+    pyproject = tomllib.loads((UI_DIR.parents[2] / "pyproject.toml").read_text())
+    assert "ui/*" in pyproject["tool"]["setuptools"]["package-data"]["chatrelay"]
+    assert all(path.is_file() for path in UI_DIR.iterdir())  # "ui/*" takes no subfolders
     served = load_assets()
     for path in UI_DIR.iterdir():
         assert path.suffix in MEDIA_TYPES, path.name
