@@ -50,7 +50,12 @@ function renderWorkflow(item, open) {
       el("span", "task-title", task.title || task.type || "tool"),
     );
     entry.setAttribute("aria-label", `${task.title || "tool"}: ${done ? "done" : "running"}`);
-    if (task.content) entry.append(el("code", "task-result", task.content));
+    if (task.content) {
+      // What the tool returned, one click away (it is often a page of JSON).
+      const result = el("details", "task-result");
+      result.append(el("summary", undefined, "result"), el("code", undefined, task.content));
+      entry.append(result);
+    }
     list.append(entry);
   }
   node.append(list);
