@@ -247,11 +247,20 @@ def test_html_and_javascript_links_in_a_message_are_inert(
 def test_a_failed_turn_shows_its_error_with_the_correlation_id(
     page: Page, tmp_path: Path, shot: Shot
 ) -> None:
-    # A turn that outlives its timeout fails, as a stuck model would.
-    slow = start_server(tmp_path, TURN_TIMEOUT_SECONDS="1", OFFLINE_DELAY_SECONDS="0.2")
+    # A turn that outlives its timeout fails, as a stuck model would. No dev login here.
+    slow = start_server(
+        tmp_path, TURN_TIMEOUT_SECONDS="1", OFFLINE_DELAY_SECONDS="0.2", DEV_LOGIN="false"
+    )
     try:
-        sign_in(page, slow.url, new_user())
-        with page.expect_response(lambda r: r.url.endswith("/chatkit")) as answer:
+        page.goto(slow.url + "/")
+        expect(page.get_by_role("textbox", name="Token")).to_be_visible()
+        expect(page.get_by_role("textbox", name="User name")).to_have_count(0)
+        page.get_by_role("textbox", name="Token").fill(cli_token(slow.env, slow.cwd, new_user()))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+        with page.expect_response(
+            lambda r: "threads.create" in (r.request.post_data or "")
+        ) as answer:
             send(page, LONG)
         correlation_id = answer.value.headers["x-request-id"]
         alert = page.get_by_role("alert")
