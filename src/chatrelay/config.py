@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     """On SIGTERM, running turns get this long to finish before they are stopped and saved."""
     transcript_dir: Path | None = None
     """Record every streamed response to a transcript file here (secrets redacted). Off if unset."""
+    ui_enabled: bool | None = None
+    """Serve the chat page at `/`. Unset: on, except with ENV=production."""
+    dev_login: bool = False
+    """`POST /auth/dev-token` mints a token for any user name (the chat page's quick sign-in):
+    anyone who can reach the server can act as anyone, so it is refused with ENV=production."""
 
     @field_validator(
         "auth_secret",
@@ -102,6 +107,7 @@ class Settings(BaseSettings):
         "openai_api_key",
         "openai_base_url",
         "transcript_dir",
+        "ui_enabled",
         mode="before",
     )
     @classmethod
@@ -128,6 +134,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_dev_login(self) -> Self:
+        if self.dev_login and self.env == "production":
+            raise ValueError("DEV_LOGIN=true is refused when ENV=production (it signs anyone in)")
+        return self
+
+    @model_validator(mode="after")
     def _check_model_credentials(self) -> Self:
         # Fail at start-up, not on the first user's turn.
         if self.model != "offline" and not (self.openai_api_key or self.openai_base_url):
@@ -146,6 +158,11 @@ class Settings(BaseSettings):
             "tokens minted elsewhere will not verify"
         )
         return secrets.token_urlsafe(48)
+
+    @property
+    def serve_ui(self) -> bool:
+        """Whether `/` serves the chat page: `UI_ENABLED`, else on outside production."""
+        return self.ui_enabled if self.ui_enabled is not None else self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:
