@@ -10,7 +10,13 @@ PORT = 8000
 # What a client on this machine calls: a wildcard address is not one to connect to.
 URL = http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test bench format clean
+# Debian packages the tests drive, as PROGRAM=PACKAGE pairs: `make packages` (and so `make
+# test`) installs each one whose program is missing, as root, as on CI. The balancer test runs
+# Debian's HAProxy, or the one CHATRELAY_HAPROXY names.
+HAPROXY = $(if $(CHATRELAY_HAPROXY),$(CHATRELAY_HAPROXY),/usr/sbin/haproxy)
+DEBIAN_PACKAGES = $(HAPROXY)=haproxy
+
+.PHONY: run test packages bench format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +39,10 @@ run: $(STAMP) .env
 	@echo ""
 	$(BIN)/chatrelay serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+packages:
+	@sh scripts/debian-packages.sh $(DEBIAN_PACKAGES)
+
+test: $(STAMP) packages
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
