@@ -98,9 +98,10 @@ def expand(word: str, environ: Mapping[str, str]) -> str:
     return _VARIABLE.sub(one, word)
 
 
-def variables(text: str) -> dict[str, str | None]:
-    """Every variable the configuration reads, with its default (None: none)."""
-    return {m["name"]: m["default"] for m in _VARIABLE.finditer(text)}
+def variables(sections: list[Section]) -> dict[str, str | None]:
+    """Every variable the configuration reads (comments aside), with its default (None: none)."""
+    words = [word for s in sections for line in s.lines for word in line]
+    return {m["name"]: m["default"] for word in words for m in _VARIABLE.finditer(word)}
 
 
 def check(path: Path, environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
