@@ -15,6 +15,7 @@ import pytest
 
 from chatrelay.config import Settings
 from tests.balancer import CONFIG, Section, check, config, expand, parse, section, variables
+from tests.container import environment, interpolate, service
 
 # Debian's stock /etc/haproxy/haproxy.cfg, the usual starting point (timeouts in milliseconds).
 DEBIAN_DEFAULTS = """
@@ -89,7 +90,7 @@ def timeout_problem(sections: list[Section], settings: Settings) -> str | None:
 
 def balancing_problem(sections: list[Section]) -> str | None:
     """Round robin over servers that are health-checked on /readyz (not /healthz, which
-    answers 200 while the database is away or the instance drains for a shutdown)."""
+    answers 200 while the database is away)."""
     backend = section(sections, "backend", "chatrelay")
     balance = setting(sections, backend, "balance")
     if balance is not None and balance[1] != "roundrobin":
@@ -134,8 +135,17 @@ def test_the_buffering_check_refuses(line: str) -> None:
     assert buffering_problem(parse(text)) is not None
 
 
-def test_no_timeout_cuts_a_reply_still_being_produced() -> None:
-    assert timeout_problem(config(), Settings(_env_file=None)) is None  # type: ignore[call-arg]
+def compose_settings(name: str) -> Settings:
+    """The settings a compose instance runs with, as far as timeouts go."""
+    env = environment(service(name))
+    fields = ("TURN_TIMEOUT_SECONDS", "SSE_PING_SECONDS")
+    overrides = {field.lower(): interpolate(env[field], {}) for field in fields if field in env}
+    return Settings(_env_file=None, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["app-a", "app-b"])
+def test_no_timeout_cuts_a_reply_still_being_produced(name: str) -> None:
+    assert timeout_problem(config(), compose_settings(name)) is None
 
 
 def test_the_timeout_check_refuses_debians_stock_timeouts() -> None:
