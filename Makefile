@@ -10,11 +10,15 @@ PORT = 8000
 # What a client on this machine calls: a wildcard address is not one to connect to.
 URL = http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-# The browser tests drive Debian's Chromium (never a browser Playwright downloads), or the one
-# CHATRELAY_CHROMIUM names.
+# Debian packages the tests drive, as PROGRAM=PACKAGE pairs: `make packages` (and so `make
+# test`) installs each one whose program is missing, as root, as on CI. The balancer test runs
+# Debian's HAProxy, or the one CHATRELAY_HAPROXY names; the browser tests Debian's Chromium
+# (never a browser Playwright downloads), or the one CHATRELAY_CHROMIUM names.
+HAPROXY = $(if $(CHATRELAY_HAPROXY),$(CHATRELAY_HAPROXY),/usr/sbin/haproxy)
 CHROMIUM = $(if $(CHATRELAY_CHROMIUM),$(CHATRELAY_CHROMIUM),/usr/bin/chromium)
+DEBIAN_PACKAGES = $(HAPROXY)=haproxy $(CHROMIUM)=chromium
 
-.PHONY: run test browser bench format clean
+.PHONY: run test packages browser bench format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,19 +45,13 @@ run: $(STAMP) .env
 	@echo ""
 	$(BIN)/chatrelay serve --host $(HOST) --port $(PORT)
 
-# Debian's chromium for the browser tests, installed when missing (as root, as on CI).
-browser:
-	@test -x $(CHROMIUM) || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-	    echo "no $(CHROMIUM): install Debian's chromium package (apt-get install chromium)"; \
-	    echo "as root, or set CHATRELAY_CHROMIUM to a Chromium binary"; \
-	    exit 1; \
-	  fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	}
+packages:
+	@sh scripts/debian-packages.sh $(DEBIAN_PACKAGES)
 
-test: $(STAMP) browser
+# The old name of the step that installs Chromium (now with the rest).
+browser: packages
+
+test: $(STAMP) packages
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -27,6 +27,17 @@ def service(name: str) -> dict[str, Any]:
     return found
 
 
+def instances() -> list[str]:
+    """The services that run chatrelay (built from this checkout's Dockerfile, as `app` is)."""
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return [name for name, svc in services.items() if svc.get("build") == service("app")["build"]]
+
+
+def profiles(name: str) -> list[str]:
+    """A service's compose profiles (none: it always starts)."""
+    return [str(profile) for profile in service(name).get("profiles", [])]
+
+
 def environment(svc: dict[str, Any]) -> dict[str, str]:
     """A service's `environment`, in either of compose's forms (mapping or `NAME=value` list)."""
     raw = svc.get("environment") or {}
@@ -92,9 +103,9 @@ def _argv(value: str | list[str]) -> list[str]:
     return ["/bin/sh", "-c", value]
 
 
-def command_line() -> list[str]:
-    """What the app container executes: compose's `entrypoint`/`command` over the image's."""
-    app = service("app")
+def command_line(name: str = "app") -> list[str]:
+    """What a chatrelay container executes: compose's `entrypoint`/`command` over the image's."""
+    app = service(name)
     stage = final_stage()
     image = {i.keyword: i.args for i in stage if i.keyword in ("ENTRYPOINT", "CMD")}
     entrypoint = app.get("entrypoint", image.get("ENTRYPOINT"))

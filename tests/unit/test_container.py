@@ -22,6 +22,7 @@ from tests.container import (
     environment,
     final_stage,
     ignored_by_docker,
+    instances,
     interpolate,
     service,
 )
@@ -59,10 +60,11 @@ def _seconds(duration: str) -> float:
     return sum(float(number) * units[unit] for number, unit in parts)
 
 
-def test_the_server_is_pid_1() -> None:
+@pytest.mark.parametrize("name", instances())
+def test_the_server_is_pid_1(name: str) -> None:
     """Regression: `sh -c "chatrelay migrate && chatrelay serve"` left sh as PID 1, which
     ignores SIGTERM, so SHUTDOWN_GRACE_SECONDS never applied and `docker stop` killed turns."""
-    assert pid_1_problem(command_line(), init=bool(service("app").get("init"))) is None
+    assert pid_1_problem(command_line(name), init=bool(service(name).get("init"))) is None
 
 
 @pytest.mark.parametrize(
@@ -87,10 +89,11 @@ def test_the_pid_1_check_accepts_exec_and_inits() -> None:
     assert pid_1_problem(["sh", "-c", "a && b"], init=True) is None
 
 
-def test_compose_waits_out_the_whole_shutdown() -> None:
+@pytest.mark.parametrize("name", instances())
+def test_compose_waits_out_the_whole_shutdown(name: str) -> None:
     """`stop_grace_period` (compose's default is 10 s, then SIGKILL) covers the longest a
     SIGTERM can take with the grace the service is given."""
-    app = service("app")
+    app = service(name)
     grace = interpolate(environment(app).get("SHUTDOWN_GRACE_SECONDS", ""), {})
     overrides = {"shutdown_grace_seconds": grace} if grace else {}
     settings = Settings(_env_file=None, **overrides)  # type: ignore[arg-type]
@@ -172,7 +175,7 @@ def _literal_password_problem(svc: dict[str, object]) -> str | None:
 
 def test_the_postgres_password_comes_from_the_environment() -> None:
     """Regression: `POSTGRES_PASSWORD: chatrelay`, and the same in the app's DATABASE_URL."""
-    for name in ("db", "app"):
+    for name in ("db", *instances()):
         assert _literal_password_problem(service(name)) is None
     url = environment(service("app"))["DATABASE_URL"]
     shell = {"POSTGRES_PASSWORD": "s3cret-pw"}
