@@ -106,13 +106,13 @@ class RedisRemoteTurns:
                 raise Conflict(NOTHING_RUNS)  # a turn of this instance would be in its registry
             stream = self._keys.turn(owner["turn"])
             last: Any = await self._client.xrevrange(stream, "+", "-", count=1)
-            if not last or _ended(last[0][1]) is not None:
-                raise Conflict(NOTHING_RUNS)
+            if last and _ended(last[0][1]) is not None:
+                raise Conflict(NOTHING_RUNS)  # (no entry yet: it has just started)
             if not await self._instances.alive(owner["instance"]):
                 raise Conflict(NOTHING_RUNS)  # gone: its conversation is free (`orphaned`)
             message = {"conversation": conversation_id, "turn": owner["turn"]}
             await self._client.publish(self._keys.stops, json.dumps(message))
-            return await self._outcome(stream, last[0][0], wait_seconds)
+            return await self._outcome(stream, last[0][0] if last else "0-0", wait_seconds)
         except (RedisError, OSError) as exc:
             self._failed("stop", exc)
             raise LiveEventsUnavailable("live turns unavailable, please retry") from exc

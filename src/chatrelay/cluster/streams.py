@@ -46,6 +46,7 @@ logger = logging.getLogger("chatrelay.cluster")
 T = TypeVar("T")
 Entries = Sequence[tuple[str, dict[str, str]]]
 READ_COUNT = 1000
+POINT_TIMEOUT_SECONDS = 0.25
 FINAL_RETRIES = (0.1, 0.3, 1.0, 3.0)
 """Waits between the last attempts to mirror a turn's final events while Redis is away."""
 
@@ -92,17 +93,39 @@ class RedisTurnBuffer:
 
     # -- the owning instance -------------------------------------------------------------
 
-    def track(self, turn: Turn) -> None:
-        task = asyncio.create_task(self._mirror(turn), name=f"mirror:{turn.spec.conversation_id}")
+    async def track(self, turn: Turn) -> None:
+        """Name the turn as its conversation's latest before it starts, so before its first
+        event can reach a client (a stop or a resume elsewhere right after must find it),
+        then mirror it."""
+        pointed = await self._point(turn)
+        task = asyncio.create_task(
+            self._mirror(turn, pointed), name=f"mirror:{turn.spec.conversation_id}"
+        )
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
-    async def _mirror(self, turn: Turn) -> None:
+    async def _point(self, turn: Turn) -> bool:
+        """One SET, bounded: a Redis that is away must not hold the turn's start (the mirror
+        names it again with its first write)."""
+        spec = turn.spec
+        owner = {"turn": spec.assistant_message_id, "user": spec.user_id}
+        try:
+            async with asyncio.timeout(POINT_TIMEOUT_SECONDS):
+                await self._client.set(
+                    self._keys.conversation(spec.conversation_id),
+                    json.dumps({**owner, "instance": self._instances.id}),
+                    ex=self._terms.running_ttl_seconds,
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("mirror", exc)
+            return False
+        return True
+
+    async def _mirror(self, turn: Turn, pointed: bool) -> None:
         """Write each batch of the turn's log as it comes; a batch that fails is sent again
         with the next one (entry ids make a repeat harmless), and the last ones are retried
         a few times before giving up (a reader elsewhere then sees a gap, never a lie)."""
         pending: list[tuple[int, TurnEvent]] = []
-        pointed = False
         async for batch in turn.batches(TURN_EVENTS):
             pending.extend(batch)
             try:

@@ -19,8 +19,9 @@ T = TypeVar("T")
 
 
 class TurnBuffer(Protocol):
-    def track(self, turn: Turn) -> None:
-        """A turn of this process has just started (a shared buffer starts mirroring it)."""
+    async def track(self, turn: Turn) -> None:
+        """A turn of this process has just started (a shared buffer names it where other
+        instances look, then mirrors it)."""
         ...
 
     async def replay(
@@ -35,7 +36,7 @@ class InProcessTurnBuffer:
     def __init__(self, registry: TurnRegistry) -> None:
         self._registry = registry
 
-    def track(self, turn: Turn) -> None:
+    async def track(self, turn: Turn) -> None:
         """Nothing to do: the registry already keeps the turn."""
 
     async def replay(

@@ -94,8 +94,10 @@ class TurnService:
             metrics=self._metrics,
             flush_interval=config.flush_interval,
         )
+        # Tracked first: named where other instances look before it can publish anything.
+        # (Cancelled meanwhile, the turn never starts; the in-process buffer never waits.)
+        await self._buffer.track(turn)
         self.registry.start(turn)
-        self._buffer.track(turn)
         return turn
 
     async def _open_turn(self, spec: TurnSpec, terms: LeaseTerms, what: str) -> History:
