@@ -110,7 +110,7 @@ async def open_runtime(
         buffer: TurnBuffer = InProcessTurnBuffer(registry)
         if settings.redis_url:
             cluster = await stack.enter_async_context(
-                open_cluster(settings, registry, metrics, settings.redis_url)
+                open_cluster(settings, registry, limits, metrics, settings.redis_url)
             )
             buffer = cluster.buffer
         # Registered last, so it runs first: turns finish while their tools (and the mirrors

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.instances import HEARTBEAT_SECONDS, cluster_env, instances
 from tests.integration.processes import Server, cli_token
-from tests.integration.test_instances_resume import frame_data, frames, start_turn
+from tests.integration.test_instances_resume import MESSAGE, frame_data, frames, start_turn
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +148,63 @@ async def test_the_rate_limit_counts_a_users_turns_on_every_instance(
             b, "/api/bob/chat", cli_token(limited_env, tmp_path, "bob"), {"message": "hi"}
         )
         assert other.status_code == 200  # per user
+
+
+@pytest.fixture
+def capped_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with cluster_env(tmp_path, MAX_STREAMS_PER_USER="4", OFFLINE_DELAY_SECONDS="0.1") as env:
+        yield env
+
+
+async def open_stream(server: Server, token: str) -> tuple[int, asyncio.Task[None] | None]:
+    """A new conversation's stream: its status, and (when 200) the task reading it to the end."""
+    client = httpx.AsyncClient(timeout=30)
+    headers = {**auth(token), "Accept": "text/event-stream"}
+    request = client.build_request(
+        "POST", f"{server.url}/api/alice/chat", json={"message": MESSAGE}, headers=headers
+    )
+    response = await client.send(request, stream=True)
+    if response.status_code != 200:
+        await response.aclose()
+        await client.aclose()
+        return response.status_code, None
+
+    async def drain() -> None:
+        try:
+            async for _ in response.aiter_bytes():
+                pass
+        except httpx.TransportError:
+            pass  # its instance was killed
+        finally:
+            await response.aclose()
+            await client.aclose()
+
+    return 200, asyncio.create_task(drain())
+
+
+async def test_a_users_streams_are_capped_across_instances(
+    capped_env: dict[str, str], tmp_path: Path
+) -> None:
+    with instances(capped_env, tmp_path, 2) as (a, b):
+        token = cli_token(capped_env, tmp_path, "alice")
+        opened = await asyncio.gather(*(open_stream((a, b)[i % 2], token) for i in range(10)))
+        statuses = sorted(status for status, _ in opened)
+        assert statuses == [200] * 4 + [429] * 6  # 4 in all, not 4 per instance
+        await asyncio.gather(*(task for _, task in opened if task is not None))
+        status, task = await open_stream(b, token)  # the ended streams gave their slots back
+        assert status == 200 and task is not None
+        await task
+
+        held = [await open_stream(a, token) for _ in range(4)]  # A holds all four
+        assert [status for status, _ in held] == [200] * 4
+        assert (await open_stream(b, token))[0] == 429
+        a.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        async with asyncio.timeout(HEARTBEAT_SECONDS * 3 + 5):
+            # The slots' expiry is announced by nothing: ask until B has one again.
+            while (reopened := await open_stream(b, token))[0] == 429:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert time.monotonic() - killed_at < HEARTBEAT_SECONDS * 3 + 2
+        ends = [task for _, task in (*held, reopened) if task is not None]
+        assert len(ends) == 5
+        await asyncio.gather(*ends)  # A's were cut, B's streams to its end

@@ -110,7 +110,7 @@ class ChatKitProtocol:
             case _:
                 assert_never(request)
         # Before the turn starts: a refused stream must not leave a turn running.
-        slot = self._service.limits.reserve_stream(user_id)
+        slot = await self._service.limits.reserve_stream(user_id)
         try:
             turn = await self._service.start(spec, what="thread")
         except BaseException:

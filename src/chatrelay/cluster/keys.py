@@ -21,6 +21,10 @@ class Keys:
         """Present while the instance is alive (it expires after three missed heartbeats)."""
         return f"{self.prefix}:instance:{instance_id}"
 
+    def streams(self, user_id: str) -> str:
+        """The user's open stream slots on every instance: ids scored by expiry (ms)."""
+        return f"{self.prefix}:streams:{user_id}"
+
     @property
     def stops(self) -> str:
         """The pub/sub channel of stop requests, read by every instance."""

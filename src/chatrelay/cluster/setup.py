@@ -14,9 +14,10 @@ from redis.exceptions import RedisError
 from chatrelay.cluster.instances import Instances
 from chatrelay.cluster.keys import Keys
 from chatrelay.cluster.remote import RedisRemoteTurns
+from chatrelay.cluster.stream_slots import RedisStreamSlots
 from chatrelay.cluster.streams import RedisTurnBuffer, StreamTerms
 from chatrelay.config import Settings
-from chatrelay.turns import Metrics, TurnRegistry
+from chatrelay.turns import Metrics, TurnRegistry, UserLimits
 
 logger = logging.getLogger("chatrelay.cluster")
 
@@ -41,10 +42,15 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def open_cluster(
-    settings: Settings, registry: TurnRegistry, metrics: Metrics, redis_url: str
+    settings: Settings,
+    registry: TurnRegistry,
+    limits: UserLimits,
+    metrics: Metrics,
+    redis_url: str,
 ) -> AsyncIterator[Cluster]:
     """Connect (lazily: a Redis that is down at start is retried, never fatal), heartbeat,
-    mirror turns; on exit, wait for the mirrors, stop beating, close."""
+    mirror turns, hear stops, count stream slots; on exit, wait for the mirrors, stop
+    beating, close."""
     heartbeat = settings.instance_heartbeat_seconds
     client = Redis.from_url(
         redis_url,
@@ -64,12 +70,17 @@ async def open_cluster(
     )
     buffer = RedisTurnBuffer(client, keys, registry, instances, terms, metrics)
     remote = RedisRemoteTurns(client, keys, registry, instances, metrics)
+    slots = RedisStreamSlots(client, keys, heartbeat, metrics)
     instances.start()
     remote.start()
+    slots.start()
+    limits.shared = slots
     logger.info("sharing live turns through Redis as instance %s", instances.id)
     try:
         yield Cluster(client, keys, instances, buffer, remote)
     finally:
+        limits.shared = None
+        await slots.close()
         await remote.close()
         await buffer.close()
         await instances.close()

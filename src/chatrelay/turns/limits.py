@@ -8,7 +8,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -18,12 +18,28 @@ from limits.storage import storage_from_string
 from chatrelay.turns.errors import RateLimited
 
 
+class SharedStreams(Protocol):
+    """Stream slots counted across instances (`chatrelay.cluster`: in Redis)."""
+
+    async def acquire(self, user_id: str, limit: int) -> str | None | bool:
+        """A slot's id when one of the user's `limit` was free, False when all are taken,
+        None when the shared count cannot be asked now (this instance's count decides)."""
+        ...
+
+    def release(self, user_id: str, slot_id: str) -> None:
+        """Give the slot back (in the background: a stream's end never waits on it)."""
+        ...
+
+
 class StreamSlot:
     """One open stream of a user; released once, however the stream ends."""
 
-    def __init__(self, streams: Counter[str], user_id: str) -> None:
+    def __init__(
+        self, streams: Counter[str], user_id: str, on_release: Callable[[], None] | None = None
+    ) -> None:
         self._streams = streams
         self._user_id = user_id
+        self._on_release = on_release
         self._held = True
 
     def release_with(self, stream: object) -> None:
@@ -37,6 +53,8 @@ class StreamSlot:
             self._streams[self._user_id] -= 1
             if self._streams[self._user_id] <= 0:
                 del self._streams[self._user_id]
+            if self._on_release is not None:
+                self._on_release()
 
 
 logger = logging.getLogger("chatrelay.turns")
@@ -62,6 +80,8 @@ class UserLimits:
         self._turns = parse(rate_limit)
         self._max_streams = max_streams
         self._streams: Counter[str] = Counter()
+        self.shared: SharedStreams | None = None
+        """Set with several instances: a user's streams are counted across all of them."""
 
     async def count_turn(self, user_id: str) -> None:
         """Count a new turn of the user, or raise `RateLimited` when over the limit."""
@@ -78,15 +98,31 @@ class UserLimits:
         stats = await self._limiter.get_window_stats(self._turns, "turns", user_id)
         raise RateLimited("rate limit exceeded", stats.reset_time - time.time())
 
-    def reserve_stream(self, user_id: str) -> StreamSlot:
+    async def reserve_stream(self, user_id: str) -> StreamSlot:
         """Hold one of the user's stream slots, or raise `RateLimited` when all are taken.
 
         Reserved before a turn starts, so a refused stream never leaves a turn running.
+        This instance's count is checked first (it never exceeds the shared one), and held
+        while the shared count is asked, so concurrent requests here cannot overshoot.
         """
         if self._streams[user_id] >= self._max_streams:
             raise RateLimited("too many open streams", retry_after=1)
         self._streams[user_id] += 1
-        return StreamSlot(self._streams, user_id)
+        shared = self.shared
+        if shared is None:
+            return StreamSlot(self._streams, user_id)
+        try:
+            held = await shared.acquire(user_id, self._max_streams)
+        except BaseException:
+            StreamSlot(self._streams, user_id).release()
+            raise
+        if held is False:
+            StreamSlot(self._streams, user_id).release()
+            raise RateLimited("too many open streams", retry_after=1)
+        if not isinstance(held, str):  # the shared count is away: this instance's decided
+            return StreamSlot(self._streams, user_id)
+        slot_id = held
+        return StreamSlot(self._streams, user_id, lambda: shared.release(user_id, slot_id))
 
     def open_streams(self, user_id: str | None = None) -> int:
         """Open streams of one user, or of everyone."""

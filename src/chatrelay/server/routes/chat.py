@@ -165,7 +165,7 @@ async def serve_chat(
     async def start() -> Turn:
         nonlocal slot
         if stream:
-            slot = runtime.limits.reserve_stream(spec.user_id)
+            slot = await runtime.limits.reserve_stream(spec.user_id)
         try:
             return await runtime.turns.start(spec)
         except BaseException:
@@ -180,7 +180,7 @@ async def serve_chat(
     key = (spec.user_id, named, spec.request_id)
     match await runtime.turns.exactly_once.serve(key, start):
         case Attached(turn=turn):  # a repeat while its turn runs
-            return turn, runtime.limits.reserve_stream(spec.user_id) if stream else None
+            return turn, await runtime.limits.reserve_stream(spec.user_id) if stream else None
         case Started(turn=turn):
             return turn, slot
         case Stored(reply=stored):  # a repeat after its turn was committed: no model run

@@ -95,7 +95,7 @@ async def resume_stream(
     items = await runtime.turns.replay(conversation_id, user, CHATKIT, after)
     if items is None:
         return None
-    return following(conversation_id, items, runtime.limits.reserve_stream(user))
+    return following(conversation_id, items, await runtime.limits.reserve_stream(user))
 
 
 def sequence_id(value: str | None) -> int:
