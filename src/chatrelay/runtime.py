@@ -101,12 +101,11 @@ async def open_runtime(
         model = await stack.enter_async_context(
             open_turn_model(settings, todo, acting_as, provider)
         )
-        limits = UserLimits(
-            settings.rate_limit, settings.rate_limit_storage, settings.max_streams_per_user
-        )
-        stack.callback(limits.close)
+        limits = _user_limits(settings)
+        stack.push_async_callback(limits.close)
         registry = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
         metrics = Metrics(open_streams=limits.open_streams)
+        limits.on_storage_error = metrics.shared_state_errors.labels("rate_limit").inc
         cluster: Cluster | None = None
         buffer: TurnBuffer = InProcessTurnBuffer(registry)
         if settings.redis_url:
@@ -125,6 +124,7 @@ async def open_runtime(
             limits=limits,
             config=turn_config(settings),
             metrics=metrics,
+            remote=cluster.remote if cluster is not None else None,
         )
         yield Runtime(
             settings=settings,
@@ -140,6 +140,26 @@ async def open_runtime(
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
             cluster=cluster,
         )
+
+
+def _user_limits(settings: Settings) -> UserLimits:
+    """With `REDIS_URL` (and no other `RATE_LIMIT_STORAGE`), turns are counted in that Redis,
+    under the deployment's prefix, so the limit is per user across every instance."""
+    storage = settings.rate_limit_storage
+    if settings.redis_url is None or storage != "async+memory://":
+        return UserLimits(settings.rate_limit, storage, settings.max_streams_per_user)
+    options = {
+        "implementation": "redispy",
+        "key_prefix": f"{settings.redis_prefix}:limits",
+        "wrap_exceptions": True,
+    }
+    return UserLimits(
+        settings.rate_limit,
+        "async+" + settings.redis_url,
+        settings.max_streams_per_user,
+        storage_options=options,
+        fail_open=True,
+    )
 
 
 async def _open_database(

@@ -59,9 +59,11 @@ async def resume(server: Server, token: str, conversation_id: str, after: int) -
 
 
 async def start_turn(
-    server: Server, token: str, seen: asyncio.Queue[str]
+    server: Server, token: str, seen: asyncio.Queue[str], conversation_id: str | None = None
 ) -> tuple[asyncio.Task[str], str]:
-    """Stream a new conversation's turn from `server`; its id once the first event is in."""
+    """Stream a turn from `server` (of a new conversation, or of `conversation_id`); the
+    conversation's id once the first event is in, when the turn holds the conversation."""
+    request = {"message": MESSAGE, "conversation_id": conversation_id}
 
     async def read() -> str:
         body = ""
@@ -70,7 +72,7 @@ async def start_turn(
             client.stream(
                 "POST",
                 f"{server.url}/api/alice/chat",
-                json={"message": MESSAGE},
+                json=request,
                 headers=headers(token),
             ) as response,
         ):
@@ -82,9 +84,11 @@ async def start_turn(
 
     task = asyncio.create_task(read())
     while True:
-        body = await asyncio.wait_for(seen.get(), 30)
-        if "\r\n\r\n" in body:
-            created = frame_data(frames(body)[0])
+        so_far = await asyncio.wait_for(seen.get(), 30)
+        if "\r\n\r\n" in so_far:
+            if conversation_id is not None:
+                return task, conversation_id
+            created = frame_data(frames(so_far)[0])
             assert created["type"] == "thread.created"
             thread = created["thread"]
             assert isinstance(thread, dict)

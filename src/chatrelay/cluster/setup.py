@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from chatrelay.cluster.instances import Instances
 from chatrelay.cluster.keys import Keys
+from chatrelay.cluster.remote import RedisRemoteTurns
 from chatrelay.cluster.streams import RedisTurnBuffer, StreamTerms
 from chatrelay.config import Settings
 from chatrelay.turns import Metrics, TurnRegistry
@@ -28,6 +29,7 @@ class Cluster:
     keys: Keys
     instances: Instances
     buffer: RedisTurnBuffer
+    remote: RedisRemoteTurns
 
     async def reachable(self) -> bool:
         """For `/readyz`: Redis answers (an instance without it is degraded, not down)."""
@@ -61,11 +63,14 @@ async def open_cluster(
         max_events=settings.resume_max_events,
     )
     buffer = RedisTurnBuffer(client, keys, registry, instances, terms, metrics)
+    remote = RedisRemoteTurns(client, keys, registry, instances, metrics)
     instances.start()
+    remote.start()
     logger.info("sharing live turns through Redis as instance %s", instances.id)
     try:
-        yield Cluster(client, keys, instances, buffer)
+        yield Cluster(client, keys, instances, buffer, remote)
     finally:
+        await remote.close()
         await buffer.close()
         await instances.close()
         await client.aclose()

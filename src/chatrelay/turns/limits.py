@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from chatrelay.turns.errors import RateLimited
@@ -34,10 +39,25 @@ class StreamSlot:
                 del self._streams[self._user_id]
 
 
+logger = logging.getLogger("chatrelay.turns")
+
+
 class UserLimits:
-    def __init__(self, rate_limit: str, storage_url: str, max_streams: int) -> None:
+    def __init__(
+        self,
+        rate_limit: str,
+        storage_url: str,
+        max_streams: int,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        fail_open: bool = False,
+    ) -> None:
         # Async storage: in-process memory by default, Redis (`async+redis://`) across processes.
-        self._storage = storage_from_string(storage_url)
+        self._storage = storage_from_string(storage_url, **(storage_options or {}))
+        self._fail_open = fail_open
+        """A shared counter that cannot be reached lets turns through (with `storage_options`
+        `wrap_exceptions=True`): Redis going away must not stop the service."""
+        self.on_storage_error: Callable[[], None] | None = None
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._turns = parse(rate_limit)
         self._max_streams = max_streams
@@ -45,7 +65,15 @@ class UserLimits:
 
     async def count_turn(self, user_id: str) -> None:
         """Count a new turn of the user, or raise `RateLimited` when over the limit."""
-        if await self._limiter.hit(self._turns, "turns", user_id):
+        try:
+            if await self._limiter.hit(self._turns, "turns", user_id):
+                return
+        except StorageError as exc:
+            if not self._fail_open:
+                raise
+            logger.warning("rate limit not counted, its storage is unreachable: %s", exc)
+            if self.on_storage_error is not None:
+                self.on_storage_error()
             return
         stats = await self._limiter.get_window_stats(self._turns, "turns", user_id)
         raise RateLimited("rate limit exceeded", stats.reset_time - time.time())
@@ -66,9 +94,12 @@ class UserLimits:
             return sum(self._streams.values())
         return self._streams[user_id]
 
-    def close(self) -> None:
-        """Close the Redis connections, if any (`limits` has no public close)."""
+    async def close(self) -> None:
+        """Close the Redis connections, if any (`limits` has no public close): coredis's
+        pool disconnects at once, redis-py's is awaited."""
         client = getattr(getattr(self._storage, "bridge", None), "storage", None)
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
-            pool.disconnect()
+            done = pool.disconnect()
+            if inspect.isawaitable(done):
+                await done

@@ -4,20 +4,22 @@ API, ChatKit's protocol, a socket) goes through here, and nothing here knows whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 from chatrelay.turns.buffer import TurnBuffer
 from chatrelay.turns.claims import ExactlyOnce
-from chatrelay.turns.errors import Conflict, Invalid, NotFound
+from chatrelay.turns.errors import Busy, Conflict, Invalid, NotFound
 from chatrelay.turns.lease import Lease
 from chatrelay.turns.limits import UserLimits
 from chatrelay.turns.log import Batch, WireFormat
 from chatrelay.turns.metrics import Metrics
 from chatrelay.turns.model import TurnModel
 from chatrelay.turns.registry import TurnRegistry
-from chatrelay.turns.spec import TurnOutcome, TurnSpec, utcnow
+from chatrelay.turns.remote import RemoteTurns
+from chatrelay.turns.spec import History, TurnOutcome, TurnSpec, utcnow
 from chatrelay.turns.store import LeaseTerms, TurnStore
 from chatrelay.turns.turn import Turn
 
@@ -46,8 +48,10 @@ class TurnService:
         limits: UserLimits,
         config: TurnConfig,
         metrics: Metrics | None = None,
+        remote: RemoteTurns | None = None,
     ) -> None:
         self.store = store
+        self._remote = remote
         self.registry = registry
         self.limits = limits
         self.exactly_once = ExactlyOnce(store, metrics)
@@ -77,13 +81,7 @@ class TurnService:
             terms = LeaseTerms(
                 spec.conversation_id, spec.assistant_message_id, config.lease_seconds
             )
-            spec.history = await self.store.open_turn(
-                spec,
-                terms,
-                history_limit=config.history_limit,
-                admit=lambda: self.limits.count_turn(spec.user_id),  # a busy one costs no quota
-                what=what,
-            )
+            spec.history = await self._open_turn(spec, terms, what)
             lease = Lease(self.store, terms)
         if not spec.retry:
             spec.started_at = utcnow()  # after every message already in the conversation
@@ -100,6 +98,28 @@ class TurnService:
         self._buffer.track(turn)
         return turn
 
+    async def _open_turn(self, spec: TurnSpec, terms: LeaseTerms, what: str) -> History:
+        """The conversation's lease and history; a lease held by a turn whose instance is gone
+        is taken over at once instead of waiting for it to expire."""
+
+        async def open_turn() -> History:
+            return await self.store.open_turn(
+                spec,
+                terms,
+                history_limit=self._config.history_limit,
+                admit=lambda: self.limits.count_turn(spec.user_id),  # a busy one costs no quota
+                what=what,
+            )
+
+        try:
+            return await open_turn()
+        except Busy:
+            holder = await self._remote.orphaned(terms.conversation_id) if self._remote else None
+            if holder is None:
+                raise
+        await self.store.release_lease(LeaseTerms(terms.conversation_id, holder, 0))
+        return await open_turn()
+
     async def stop(
         self, conversation_id: str, user_id: str, *, wait_seconds: float
     ) -> TurnOutcome | None:
@@ -108,6 +128,12 @@ class TurnService:
         `NotFound` for another user's conversation, `Conflict` when no turn runs."""
         running = self.registry.running_turn(conversation_id)
         if running is None or running.spec.user_id != user_id:
+            if self._remote is not None:  # it may run on another instance (a new
+                # conversation's first turn too: not stored yet, so asked before the owner)
+                with contextlib.suppress(Conflict):
+                    return await self._remote.stop(
+                        conversation_id, user_id, wait_seconds=wait_seconds
+                    )
             await self._check_owner(user_id, conversation_id)
             raise Conflict("no turn is running in this conversation")
         self.registry.stop(conversation_id)
