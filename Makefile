@@ -10,7 +10,11 @@ PORT = 8000
 # What a client on this machine calls: a wildcard address is not one to connect to.
 URL = http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test bench format clean
+# The browser tests drive Debian's Chromium (never a browser Playwright downloads), or the one
+# CHATRELAY_CHROMIUM names.
+CHROMIUM = $(if $(CHATRELAY_CHROMIUM),$(CHATRELAY_CHROMIUM),/usr/bin/chromium)
+
+.PHONY: run test browser bench format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +24,15 @@ $(STAMP): pyproject.toml
 
 .env:
 	@echo "AUTH_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
-	@echo "created .env with a random AUTH_SECRET (keep it out of git)"
+	@echo "# The chat page at / may mint a token from a user name (refused with ENV=production)." >> .env
+	@echo "DEV_LOGIN=true" >> .env
+	@echo "created .env with a random AUTH_SECRET and DEV_LOGIN=true (keep it out of git)"
 
 run: $(STAMP) .env
 	@echo ""
-	@echo "chatrelay on $(URL) (SQLite ./chatrelay.db, offline model). In another shell:"
+	@echo "chatrelay on $(URL) (SQLite ./chatrelay.db, offline model)."
+	@echo "Chat in a browser: open $(URL)/ and sign in with any user name."
+	@echo "In another shell:"
 	@echo '  TOKEN=$$($(BIN)/chatrelay token alice)'
 	@echo '  curl -N -H "Authorization: Bearer $$TOKEN" -H "Accept: text/event-stream" \'
 	@echo '       -H "Content-Type: application/json" -d '"'"'{"message":"Hello there"}'"'"' \'
@@ -33,7 +41,19 @@ run: $(STAMP) .env
 	@echo ""
 	$(BIN)/chatrelay serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# Debian's chromium for the browser tests, installed when missing (as root, as on CI).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "no $(CHROMIUM): install Debian's chromium package (apt-get install chromium)"; \
+	    echo "as root, or set CHATRELAY_CHROMIUM to a Chromium binary"; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	}
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from chatrelay.config import (
     ENV_FILE_VARIABLE,
@@ -66,6 +66,17 @@ def sqlite_folder(settings: Settings) -> None:
         ) from None
 
 
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket protocol, as the settings ask: keep-alive pings, and frames over
+    `MAX_BODY_BYTES` (a chat frame is a chat body) closed with 1009 before they are buffered."""
+    return {
+        "ws": "websockets-sansio",  # flow control: a send waits while the peer reads nothing
+        "ws_max_size": settings.max_body_bytes,
+        "ws_ping_interval": settings.ws_ping_seconds,
+        "ws_ping_timeout": settings.ws_ping_timeout_seconds,
+    }
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -91,6 +102,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             reload=True,
+            **websocket_options(settings),
         )
         return 0
     from chatrelay.server import create_app
@@ -101,6 +113,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_config=None,  # keep our handlers (JSON by default)
         timeout_graceful_shutdown=drain_seconds(settings),
+        **websocket_options(settings),
     )
     return 0
 

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     sse_flush_interval_seconds: float = Field(default=0.002, ge=0, le=1)
     """After a write, events arriving within this long go out together in the next one: a
     burst of tokens costs one write, not one per token. The first event is never delayed."""
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A socket without `Authorization` must send its auth frame within this long (else 4401)."""
+    ws_ping_seconds: float = Field(default=20.0, gt=0)
+    """A WebSocket is pinged this long after its last pong (keep-alive through proxies)."""
+    ws_ping_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A WebSocket whose pong is this late is closed (1011); its turns run on. Longer than a
+    reader may pause: one that stops reading for 30 s gets its stream intact afterwards."""
     tracing: bool = False
     """Agents SDK tracing (exports to OpenAI). Off unless asked for, so nothing phones home."""
     log_level: str = "INFO"
@@ -87,6 +94,11 @@ class Settings(BaseSettings):
     """On SIGTERM, running turns get this long to finish before they are stopped and saved."""
     transcript_dir: Path | None = None
     """Record every streamed response to a transcript file here (secrets redacted). Off if unset."""
+    ui_enabled: bool | None = None
+    """Serve the chat page at `/`. Unset: on, except with ENV=production."""
+    dev_login: bool = False
+    """`POST /auth/dev-token` mints a token for any user name (the chat page's quick sign-in):
+    anyone who can reach the server can act as anyone, so it is refused with ENV=production."""
 
     @field_validator(
         "auth_secret",
@@ -95,6 +107,7 @@ class Settings(BaseSettings):
         "openai_api_key",
         "openai_base_url",
         "transcript_dir",
+        "ui_enabled",
         mode="before",
     )
     @classmethod
@@ -121,6 +134,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_dev_login(self) -> Self:
+        if self.dev_login and self.env == "production":
+            raise ValueError("DEV_LOGIN=true is refused when ENV=production (it signs anyone in)")
+        return self
+
+    @model_validator(mode="after")
     def _check_model_credentials(self) -> Self:
         # Fail at start-up, not on the first user's turn.
         if self.model != "offline" and not (self.openai_api_key or self.openai_base_url):
@@ -139,6 +158,11 @@ class Settings(BaseSettings):
             "tokens minted elsewhere will not verify"
         )
         return secrets.token_urlsafe(48)
+
+    @property
+    def serve_ui(self) -> bool:
+        """Whether `/` serves the chat page: `UI_ENABLED`, else on outside production."""
+        return self.ui_enabled if self.ui_enabled is not None else self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,9 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from chatrelay.config import ENV_FILE_VARIABLE
+from tests.conftest import _run_apart
 
 from chatrelay.config import ENV_FILE_VARIABLE, Settings
 from tests.container import ROOT
@@ -90,3 +99,55 @@ def cli_token(env: dict[str, str], cwd: Path, user: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+def process_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a `chatrelay serve` for tests: our secret, no network, no .env."""
+    unset = ("OPENAI_API_KEY", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    env = {k: v for k, v in os.environ.items() if k.upper() not in unset}
+    return {
+        **env,
+        "AUTH_SECRET": SECRET,
+        "DATABASE_URL": database_url,
+        "OPENAI_AGENTS_DISABLE_TRACING": "1",
+        ENV_FILE_VARIABLE: os.devnull,  # not the checkout's .env
+        **settings,
+    }
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty Postgres database for a server process (its URL), dropped afterwards.
+
+    A database, not a schema: a process cannot be handed a search_path (`create_engine`'s
+    `schema` is a seam of the in-process tests). Skips when Postgres is unreachable, fails
+    under `CI=true`, as `tests/conftest.py` does.
+    """
+    admin = make_url(admin_url).set(drivername="postgresql")
+    name = f"ws_{uuid.uuid4().hex[:12]}"
+
+    async def run(statement: str) -> None:
+        connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    try:
+        _run_apart(lambda: run(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postgres is required under CI=true and is unreachable: {exc}")
+        pytest.skip(f"Postgres unreachable: {exc}")
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _run_apart(lambda: run(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

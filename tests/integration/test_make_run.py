@@ -121,3 +121,9 @@ def test_make_run_serves_on_port_and_host_and_its_hint_works(
     )
     assert result.returncode == 0, result.stderr
     assert '"type":"thread.created"' in result.stdout
+
+    # The browser hint: the chat page is there, and its dev sign-in is on (make run's .env).
+    assert f"open http://127.0.0.1:{port}/ " in printed
+    assert httpx.get(f"http://127.0.0.1:{port}/").text.startswith("<!doctype html>")
+    minted = httpx.post(f"http://127.0.0.1:{port}/auth/dev-token", json={"user_id": "alice"})
+    assert minted.status_code == 200, minted.text

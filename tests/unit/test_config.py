@@ -181,3 +181,33 @@ def test_the_missing_secret_message_says_where_it_looked(places: tuple[Path, Pat
     assert f"no env file ({cwd / '.env'}, {checkout / '.env'})" in nowhere
     assert "--env-file" in nowhere and "make run" in nowhere
     assert f"nor in {checkout / '.env'}" in missing_secret(checkout / ".env")
+
+
+def test_dev_login_is_refused_in_production() -> None:
+    """It signs anyone in as anyone: never on a production server."""
+    with pytest.raises(ValidationError, match="DEV_LOGIN=true is refused when ENV=production"):
+        settings(env="production", dev_login=True, auth_secret="p" * 40)
+    assert settings(env="development", dev_login=True).dev_login
+
+
+@pytest.mark.parametrize(
+    ("env", "ui_enabled", "serve_ui"),
+    [
+        ("development", None, True),
+        ("test", None, True),
+        ("production", None, False),
+        ("production", "true", True),
+        ("development", "false", False),
+        ("production", "", False),  # `UI_ENABLED=` means unset
+    ],
+)
+def test_the_chat_page_is_on_except_in_production_unless_set(
+    monkeypatch: pytest.MonkeyPatch, env: str, ui_enabled: str | None, serve_ui: bool
+) -> None:
+    monkeypatch.setenv("ENV", env)
+    monkeypatch.setenv("AUTH_SECRET", "p" * 40)
+    if ui_enabled is None:
+        monkeypatch.delenv("UI_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("UI_ENABLED", ui_enabled)
+    assert settings().serve_ui is serve_ui

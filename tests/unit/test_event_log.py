@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from chatrelay.turns import TextDelta, TitleSet, TurnEvent
-from chatrelay.turns.log import EventLog
+from chatrelay.turns.log import MAX_BATCH_ITEMS, EventLog
 
 
 class _Names:
@@ -113,3 +113,15 @@ async def test_a_turn_nobody_streams_encodes_nothing() -> None:
     log.close()
     assert names.encoded == 0
     assert [type(event) for event in log.events] == [TextDelta] * 3
+
+
+async def test_a_reader_far_behind_catches_up_in_bounded_batches() -> None:
+    """A slow socket or a resume from the start never holds a list the size of the turn,
+    and catching up is not held back by the flush interval."""
+    log = EventLog(flush_interval=60.0)
+    log.start_coalescing()
+    for index in range(2 * MAX_BATCH_ITEMS + 5):
+        log.publish(TextDelta(text=str(index)))
+    reader = log.batches(NAMES)
+    sizes = [len(_ready(anext(reader))) for _ in range(3)]  # type: ignore[arg-type]
+    assert sizes == [MAX_BATCH_ITEMS, MAX_BATCH_ITEMS, 5]

@@ -9,10 +9,12 @@ never shadows the library.
 from chatrelay.chatkit.encoder import CHATKIT, ChatKitEncoder, encode_event, stored_reply_events
 from chatrelay.chatkit.events import THREAD_STREAM_EVENT
 from chatrelay.chatkit.protocol import ChatKitProtocol, JsonAnswer, StreamAnswer
+from chatrelay.chatkit.requests import KNOWN_TYPES as REQUEST_TYPES
 from chatrelay.chatkit.requests import parse_envelope
 
 __all__ = [
     "CHATKIT",
+    "REQUEST_TYPES",
     "THREAD_STREAM_EVENT",
     "ChatKitEncoder",
     "ChatKitProtocol",

@@ -17,7 +17,17 @@ from chatrelay.runtime import ModelProvider, open_runtime
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from chatrelay.server.routes import chat, chatkit, conversations, health, history, mcp_metadata
+from chatrelay.server.routes import (
+    chat,
+    chatkit,
+    conversations,
+    dev_login,
+    health,
+    history,
+    mcp_metadata,
+    websocket,
+)
+from chatrelay.server.routes.ui import ui_router
 from chatrelay.transcripts.middleware import TranscriptMiddleware
 
 logger = logging.getLogger("chatrelay.server")
@@ -70,6 +80,11 @@ def create_app(
     app.include_router(conversations.router)
     app.include_router(history.router)
     app.include_router(mcp_metadata.router)
+    app.include_router(websocket.router)
+    if settings.dev_login:
+        app.include_router(dev_login.router)
+    if settings.serve_ui:
+        app.include_router(ui_router(settings))
     app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
     # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

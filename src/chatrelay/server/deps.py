@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
+from starlette.requests import HTTPConnection
 
 from chatrelay.runtime import Runtime
 from chatrelay.server.auth import verify_token
 from chatrelay.server.errors import Forbidden
 
 
-async def get_runtime(request: Request) -> Runtime:
-    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop on every request.
-    runtime: Runtime = request.app.state.runtime
+async def get_runtime(connection: HTTPConnection) -> Runtime:
+    # A request or a WebSocket. async: FastAPI runs a plain `def` dependency in a worker
+    # thread, a hop on every request.
+    runtime: Runtime = connection.app.state.runtime
     return runtime
 
 

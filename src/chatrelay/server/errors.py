@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,6 +89,39 @@ def _server_fault_body(detail: str) -> dict[str, str]:
     return {"detail": detail, "correlation_id": current_request_id()}
 
 
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """What HTTP answers for an error, whatever carries it (a response, a WebSocket frame)."""
+
+    status: int
+    body: dict[str, Any]
+    """`{"detail": ...}`, with the `correlation_id` for a 5xx."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+DATABASE_FAULTS = (StoreUnavailable, DBAPIError, OSError, PoolTimeout)
+
+
+def answer_for(exc: Exception) -> ErrorAnswer | None:
+    """The answer to an expected error; None for anything else (a 500 its edge logs)."""
+    if isinstance(exc, InvalidFields):  # FastAPI's own 422 shape: {"detail": [field errors]}
+        return _field_errors(exc.errors)
+    if isinstance(exc, RequestValidationError):
+        return _field_errors(exc.errors())
+    if isinstance(exc, TurnRefused):
+        status, headers = _status_of(exc)
+        return ErrorAnswer(status, {"detail": exc.detail}, headers)
+    if isinstance(exc, HttpError):
+        fault = isinstance(exc, ServerFault)
+        body = _server_fault_body(exc.detail) if fault else {"detail": exc.detail}
+        return ErrorAnswer(exc.status_code, body, exc.headers)
+    if isinstance(exc, StarletteHTTPException):
+        return ErrorAnswer(exc.status_code, {"detail": exc.detail}, exc.headers or {})
+    if isinstance(exc, DATABASE_FAULTS):
+        return _store_unavailable(exc)
+    return None
+
+
 def _status_of(error: TurnRefused) -> tuple[int, dict[str, str]]:
     if isinstance(error, NotFound):
         return 404, {}
@@ -100,39 +134,13 @@ def _status_of(error: TurnRefused) -> tuple[int, dict[str, str]]:
     return 400, {}  # Invalid, and any refusal without a status of its own
 
 
-async def _refused(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TurnRefused)
-    if isinstance(exc, InvalidFields):  # FastAPI's own 422 shape: {"detail": [field errors]}
-        return _field_errors(exc.errors)
-    status, headers = _status_of(exc)
-    return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+def _field_errors(errors: Sequence[Any]) -> ErrorAnswer:
+    """Made encodable: errors echo the input, and one holding a lone surrogate made the answer
+    itself fail to encode (500, the lone-surrogate bug)."""
+    return ErrorAnswer(422, {"detail": encodable_errors(jsonable_encoder(errors))})
 
 
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's own 422, made encodable: its errors echo the input, and one holding a lone
-    surrogate made the answer itself fail to encode (500, the lone-surrogate bug)."""
-    assert isinstance(exc, RequestValidationError)
-    return _field_errors(exc.errors())
-
-
-def _field_errors(errors: Sequence[Any]) -> JSONResponse:
-    return JSONResponse({"detail": encodable_errors(jsonable_encoder(errors))}, status_code=422)
-
-
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HttpError)
-    body = (
-        _server_fault_body(exc.detail) if isinstance(exc, ServerFault) else {"detail": exc.detail}
-    )
-    return JSONResponse(body, status_code=exc.status_code, headers=dict(exc.headers))
-
-
-async def _starlette_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+def _store_unavailable(exc: Exception) -> ErrorAnswer:
     busy = isinstance(exc, PoolTimeout) or (isinstance(exc, StoreUnavailable) and exc.busy)
     if busy:  # every pooled connection stayed in use for the pool's timeout: overload
         logger.warning(
@@ -145,14 +153,17 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     else:  # a refused connection surfaces as OSError from the driver, a lost one as DBAPIError
         logger.error("database error (correlation_id=%s): %s", current_request_id(), exc)
         detail = "database unavailable, please retry"
-    return JSONResponse(_server_fault_body(detail), status_code=503, headers=retry_after(1))
+    return ErrorAnswer(503, _server_fault_body(detail), retry_after(1))
+
+
+async def _respond(_request: Request, exc: Exception) -> JSONResponse:
+    answer = answer_for(exc)
+    assert answer is not None, "installed only for the errors answer_for() knows"
+    return JSONResponse(answer.body, status_code=answer.status, headers=dict(answer.headers))
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(TurnRefused, _refused)
-    app.add_exception_handler(HttpError, _http_error)
-    app.add_exception_handler(StarletteHTTPException, _starlette_error)
-    for database_fault in (StoreUnavailable, DBAPIError, OSError, PoolTimeout):
-        app.add_exception_handler(database_fault, _store_unavailable)
+    known = (RequestValidationError, TurnRefused, HttpError, StarletteHTTPException)
+    for error in (*known, *DATABASE_FAULTS):
+        app.add_exception_handler(error, _respond)
     # Anything else is answered (500 + correlation id) by RequestIdMiddleware.

@@ -1,4 +1,4 @@
-"""The one place that knows the SSE framing: frames of already-encoded items, as a response.
+"""The one place that knows the SSE framing: a stream's already-encoded items, as a response.
 
 Encoding an event is the wire format's job (`chatrelay.chatkit.CHATKIT` for ChatKit's
 events), done once per event and shared by every reader; framing is done here, once per
@@ -7,12 +7,12 @@ reader write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse
 
 from chatrelay.config import Settings
-from chatrelay.turns import Batch, StreamSlot
+from chatrelay.server.streams import Stream
 
 
 def frame(sequence: int, data: str) -> bytes:
@@ -24,44 +24,21 @@ def frame(sequence: int, data: str) -> bytes:
     return f"id: {sequence}\r\ndata: {data}\r\n\r\n".encode("utf-8", "replace")
 
 
-class _Frames:
-    """Batches of a turn's items as SSE writes, holding one of the user's stream slots while
-    they flow (released however the stream ends, even if it never starts)."""
-
-    def __init__(self, batches: AsyncIterator[Batch[str]], slot: StreamSlot) -> None:
-        self._batches = batches
-        self._slot = slot
-        slot.release_with(self)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for batch in self._batches:
-                yield b"".join(frame(sequence, data) for sequence, data in batch)
-        finally:
-            self._slot.release()
+async def _frames(stream: Stream) -> AsyncIterator[bytes]:
+    """The stream's batches as SSE writes, its stream slot released however they end."""
+    try:
+        async for batch in stream.batches:
+            yield b"".join(frame(sequence, data) for sequence, data in batch)
+    finally:
+        if stream.slot is not None:
+            stream.slot.release()
 
 
-async def _items(items: Iterable[str]) -> AsyncIterator[bytes]:
-    for sequence, data in enumerate(items):
-        yield frame(sequence, data)
-
-
-def sse_response(frames: AsyncIterable[bytes], settings: Settings) -> EventSourceResponse:
-    """Frames as a response: sse-starlette's headers (`Cache-Control: no-store`,
+def stream_response(stream: Stream, settings: Settings) -> EventSourceResponse:
+    """A stream as a response: sse-starlette's headers (`Cache-Control: no-store`,
     `X-Accel-Buffering: no`), keep-alive pings and a send timeout."""
     return EventSourceResponse(
-        frames, ping=settings.sse_ping_seconds, send_timeout=settings.sse_send_timeout_seconds
+        _frames(stream),
+        ping=settings.sse_ping_seconds,
+        send_timeout=settings.sse_send_timeout_seconds,
     )
-
-
-def stream_response(
-    batches: AsyncIterator[Batch[str]], slot: StreamSlot, settings: Settings
-) -> EventSourceResponse:
-    """A turn's items, live. Leaving the stream (a client disconnect) does not touch the
-    turn: it runs on."""
-    return sse_response(_Frames(batches, slot), settings)
-
-
-def items_response(items: Iterable[str], settings: Settings) -> EventSourceResponse:
-    """Items known in full (a stored reply), numbered from 0."""
-    return sse_response(_items(items), settings)

@@ -23,6 +23,11 @@ T_co = TypeVar("T_co", covariant=True)
 Batch = list[tuple[int, T]]
 """(item id, item) pairs, in order: what one write of a reader carries."""
 
+MAX_BATCH_ITEMS = 1000
+"""A reader that fell behind (a slow socket, a resume from the start) catches up in batches
+of at most this many items, never one the size of the whole turn: what it holds while it
+writes stays bounded, whatever the turn's length."""
+
 
 class Encoder(Protocol[T_co]):
     def encode(self, event: TurnEvent) -> Sequence[T_co]:
@@ -122,15 +127,17 @@ class EventLog:
     async def batches(self, wire_format: WireFormat[T], after: int = -1) -> AsyncIterator[Batch[T]]:
         """The format's items after id `after`, then live ones until the log closes,
         everything published since the last batch at once: a reader that fell behind catches
-        up in one write instead of one per item. With a flush interval, once coalescing has
-        started, a batch waits that long after the previous one while the log is open: a
-        burst of deltas becomes one write."""
+        up in one write instead of one per item (in writes of `MAX_BATCH_ITEMS` when it is
+        that far behind). With a flush interval, once coalescing has started, a batch waits
+        that long after the previous one while the log is open: a burst of deltas becomes one
+        write."""
         items = self._channel(wire_format).items
         index = after + 1
         while True:
-            end = len(items)
+            end = min(len(items), index + MAX_BATCH_ITEMS)
             if index < end:
-                hold_next = bool(self._flush_interval) and self._coalescing  # as of this batch
+                # As of this batch; a reader still catching up writes on at once.
+                hold_next = bool(self._flush_interval) and self._coalescing and end == len(items)
                 yield [(sequence, items[sequence]) for sequence in range(index, end)]
                 index = end
                 if hold_next and not self._closed:

@@ -53,7 +53,9 @@ class Metrics:
             registry=self.registry,
         )
         self.active_streams = Gauge(
-            "chatrelay_active_streams", "Open SSE streams", registry=self.registry
+            "chatrelay_active_streams",
+            "Open event streams (SSE and WebSocket)",
+            registry=self.registry,
         )
         self.active_streams.set_function(open_streams)
 

@@ -8,18 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
 
-from chatrelay.chatkit import CHATKIT, stored_reply_events
+from chatrelay.chatkit import stored_reply_events
 from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
-from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope
+from chatrelay.schemas.chat import ChatBody, ChatKitEnvelope, ChatRequest
 from chatrelay.schemas.errors import ErrorBody, ServerErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.errors import ServerFault, ServiceUnavailable
 from chatrelay.server.json_body import JsonBodyRoute
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
-from chatrelay.server.sse import items_response, stream_response
+from chatrelay.server.sse import stream_response
+from chatrelay.server.streams import Stream, known, live
 from chatrelay.turns import (
     Attached,
     Conflict,
@@ -119,10 +120,20 @@ async def chat(
         return await chatkit.answer(context, user, request.model_dump())
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = authenticate(context, authorization, user_id)
+    if representation is Representation.SSE:
+        return stream_response(await chat_stream(context, user, request), context.settings)
+    served, _ = await serve_chat(context, chat_spec(user, request), stream=False)
+    if isinstance(served, StoredReply):  # a repeat after its turn was committed: no model run
+        return stored_json(served)
+    # shield(): a client that hangs up cancels this wait, never the turn.
+    return json_reply(served.spec, await asyncio.shield(served.outcome))
+
+
+def chat_spec(user: str, request: ChatRequest) -> TurnSpec:
     # A new conversation is written by the turn's finalizer, together with its first
     # messages; an existing one is checked by start() (another user's answers exactly like
     # a missing one: no existence oracle).
-    spec = TurnSpec.for_message(
+    return TurnSpec.for_message(
         user,
         request.message,
         conversation_id=request.conversation_id,
@@ -130,42 +141,47 @@ async def chat(
         request_id=request.request_id,
         metadata=request.metadata,
     )
+
+
+async def chat_stream(runtime: Runtime, user: str, request: ChatRequest) -> Stream:
+    """A chat body's answer as a stream, whatever the transport (SSE, a WebSocket)."""
+    served, slot = await serve_chat(runtime, chat_spec(user, request), stream=True)
+    if isinstance(served, StoredReply):
+        return known(served.reply.conversation_id, stored_reply_events(served))
+    assert slot is not None
+    return live(served, slot)
+
+
+async def serve_chat(
+    runtime: Runtime, spec: TurnSpec, *, stream: bool
+) -> tuple[Turn | StoredReply, StreamSlot | None]:
+    """Start the spec's turn, or (same request id) attach to it or get its stored reply.
+
+    With `stream`, a running turn comes with one of the user's stream slots, reserved before
+    any turn starts: a refused stream (429) must not leave a turn running.
+    """
     slot: StreamSlot | None = None
 
     async def start() -> Turn:
         nonlocal slot
-        # Before any turn starts: a refused stream (429) must not leave a turn running.
-        if representation is Representation.SSE:
-            slot = context.limits.reserve_stream(user)
+        if stream:
+            slot = runtime.limits.reserve_stream(spec.user_id)
         try:
-            return await context.turns.start(spec)
+            return await runtime.turns.start(spec)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
 
-    if request.request_id is None:
-        return await respond(context, await start(), representation, slot)
-    key = (user, request.conversation_id, request.request_id)
-    match await context.turns.exactly_once.serve(key, start):
+    if spec.request_id is None:
+        return await start(), slot
+    # The conversation as the request named it: None for a new one (its id is made per try).
+    named = None if spec.new_conversation else spec.conversation_id
+    key = (spec.user_id, named, spec.request_id)
+    match await runtime.turns.exactly_once.serve(key, start):
         case Attached(turn=turn):  # a repeat while its turn runs
-            return await respond(context, turn, representation)
+            return turn, runtime.limits.reserve_stream(spec.user_id) if stream else None
         case Started(turn=turn):
-            return await respond(context, turn, representation, slot)
+            return turn, slot
         case Stored(reply=stored):  # a repeat after its turn was committed: no model run
-            if representation is Representation.SSE:
-                return items_response(stored_reply_events(stored), context.settings)
-            return stored_json(stored)
-
-
-async def respond(
-    runtime: Runtime,
-    turn: Turn,
-    representation: Representation,
-    slot: StreamSlot | None = None,
-) -> Response | ChatResponse:
-    if representation is Representation.SSE:
-        slot = slot or runtime.limits.reserve_stream(turn.spec.user_id)
-        return stream_response(turn.batches(CHATKIT), slot, runtime.settings)
-    # shield(): a client that hangs up cancels this wait, never the turn.
-    return json_reply(turn.spec, await asyncio.shield(turn.outcome))
+            return stored, None

@@ -9,25 +9,35 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from chatrelay.chatkit import CHATKIT, StreamAnswer, parse_envelope
+from chatrelay.chatkit import StreamAnswer, parse_envelope
 from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.server.auth import verify_token
 from chatrelay.server.deps import AuthorizationHeader, Context
 from chatrelay.server.json_body import AnyContentTypeJsonRoute
 from chatrelay.server.sse import stream_response
+from chatrelay.server.streams import Stream, live
 from chatrelay.turns import InvalidFields
 
 router = APIRouter(tags=["chatkit"], route_class=AnyContentTypeJsonRoute)  # 422 for the body
 
 
-async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
-    """The answer to one ChatKit envelope (already decoded from JSON)."""
+async def chatkit_answer(runtime: Runtime, user_id: str, body: object) -> Stream | str:
+    """The answer to one ChatKit envelope (already decoded from JSON), whatever the
+    transport: the events of a streaming request, else the JSON text of the answer."""
     request = parse_envelope(body)
     result = await runtime.chatkit.handle(user_id, request, current_request_id())
     if isinstance(result, StreamAnswer):
-        return stream_response(result.turn.batches(CHATKIT), result.slot, runtime.settings)
-    return Response(result.body, media_type="application/json")
+        return live(result.turn, result.slot)
+    return result.body
+
+
+async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
+    """The answer to one ChatKit envelope, over HTTP: SSE or JSON."""
+    answered = await chatkit_answer(runtime, user_id, body)
+    if isinstance(answered, Stream):
+        return stream_response(answered, runtime.settings)
+    return Response(answered, media_type="application/json")
 
 
 @router.post(

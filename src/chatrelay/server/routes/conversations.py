@@ -9,9 +9,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from chatrelay.chatkit import CHATKIT
+from chatrelay.runtime import Runtime
 from chatrelay.schemas.errors import ErrorBody
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
 from chatrelay.server.sse import stream_response
+from chatrelay.server.streams import Stream, following
 from chatrelay.turns import Invalid
 
 router = APIRouter(tags=["chat"])
@@ -43,8 +45,13 @@ async def cancel(
     authorization: AuthorizationHeader = None,
 ) -> Stopped:
     user = authenticate(context, authorization, user_id)
+    return await stop_turn(context, user, conversation_id)
+
+
+async def stop_turn(runtime: Runtime, user: str, conversation_id: str) -> Stopped:
+    """Stop the user's running turn in the conversation, whatever the transport."""
     # The stream ends with its final events; answer once the partial reply is stored.
-    outcome = await context.turns.stop(conversation_id, user, wait_seconds=STOP_WAIT_SECONDS)
+    outcome = await runtime.turns.stop(conversation_id, user, wait_seconds=STOP_WAIT_SECONDS)
     if outcome is None:  # the stop is under way; its reply is saved when the commit ends
         return Stopped(conversation_id=conversation_id, message_id=None, status="stopping")
     return Stopped(
@@ -72,15 +79,27 @@ async def resume(
     last_event_id: Annotated[str | None, Query()] = None,
 ) -> Response:
     user = authenticate(context, authorization, user_id)
-    after = _sequence_id(last_event_id_header or last_event_id)
-    items = await context.turns.replay(conversation_id, user, CHATKIT, after)
-    if items is None:
+    stream = await resume_stream(
+        context, user, conversation_id, sequence_id(last_event_id_header or last_event_id)
+    )
+    if stream is None:
         return Response(status_code=204)
-    slot = context.limits.reserve_stream(user)
-    return stream_response(items, slot, context.settings)
+    return stream_response(stream, context.settings)
 
 
-def _sequence_id(value: str | None) -> int:
+async def resume_stream(
+    runtime: Runtime, user: str, conversation_id: str, after: int
+) -> Stream | None:
+    """The conversation's latest turn's events after id `after`, then the live rest; None
+    when there is nothing to resume (no running turn, and the last one's events expired)."""
+    items = await runtime.turns.replay(conversation_id, user, CHATKIT, after)
+    if items is None:
+        return None
+    return following(conversation_id, items, runtime.limits.reserve_stream(user))
+
+
+def sequence_id(value: str | None) -> int:
+    """A `Last-Event-ID` as the item id to resume after (-1: from the start)."""
     if value is None or not value.strip():
         return -1
     try:
