@@ -18,10 +18,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from chatrelay.config import ENV_FILE_VARIABLE
-from tests.conftest import _run_apart
-
 from chatrelay.config import ENV_FILE_VARIABLE, Settings
+from tests.conftest import _run_apart
 from tests.container import ROOT
 
 CLI = str(Path(sys.executable).with_name("chatrelay"))
