@@ -45,6 +45,16 @@ class _MCPEndpoint:
         await transport(scope, receive, send)
 
 
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    for router in (health, chat, chatkit, conversations, history, mcp_metadata, websocket):
+        app.include_router(router.router)
+    if settings.dev_login:
+        app.include_router(dev_login.router)
+    if settings.serve_ui:
+        app.include_router(ui_router(settings))
+    app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -74,18 +84,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(chat.router)
-    app.include_router(chatkit.router)
-    app.include_router(conversations.router)
-    app.include_router(history.router)
-    app.include_router(mcp_metadata.router)
-    app.include_router(websocket.router)
-    if settings.dev_login:
-        app.include_router(dev_login.router)
-    if settings.serve_ui:
-        app.include_router(ui_router(settings))
-    app.router.routes.append(Route(MCP_PATH, endpoint=_MCPEndpoint()))
+    _include_routes(app, settings)
     # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
