@@ -18,11 +18,39 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from chatrelay.config import ENV_FILE_VARIABLE
+from chatrelay.config import ENV_FILE_VARIABLE, Settings
 from tests.conftest import _run_apart
+from tests.container import ROOT
 
 CLI = str(Path(sys.executable).with_name("chatrelay"))
+VENV = Path(sys.executable).parent.parent
 SECRET = "e2e-secret-" + "z" * 40
+
+
+def _setting_names() -> set[str]:
+    names = {ENV_FILE_VARIABLE}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names.update(getattr(alias, "choices", None) or [name.upper()])
+    return names
+
+
+def newcomer_env() -> dict[str, str]:
+    """The environment of someone who just cloned the repository: none of chatrelay's settings
+    (so its embedded defaults: SQLite in the current directory, the offline model, no secret
+    but the `.env` that `make run` writes) and not inside another `make`."""
+    drop = _setting_names() | {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in drop}
+    return {**env, "OPENAI_AGENTS_DISABLE_TRACING": "1"}
+
+
+def scratch_checkout(path: Path) -> Path:
+    """A directory that looks like a fresh checkout to the Makefile: its Makefile and this
+    venv (installed: run make with `-o .venv/.installed`), no .env yet, no database."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Makefile").symlink_to(ROOT / "Makefile")
+    (path / ".venv").symlink_to(VENV)
+    return path
 
 
 def free_port() -> int:

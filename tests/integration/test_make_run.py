@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,9 @@ import httpx
 import pytest
 
 from tests.container import ROOT
-from tests.integration.processes import free_port
+from tests.integration import processes
+from tests.integration.processes import free_port, scratch_checkout
 
-VENV = Path(sys.executable).parent.parent
 MAKE = shutil.which("make")
 
 
@@ -52,19 +51,13 @@ def test_make_run_on_a_wildcard_address_prints_a_url_to_connect_to() -> None:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A directory that looks like a fresh checkout to the Makefile: its Makefile and this
-    venv, no .env yet (make run writes it), no database."""
-    (tmp_path / "Makefile").symlink_to(ROOT / "Makefile")
-    (tmp_path / ".venv").symlink_to(VENV)
-    return tmp_path
+    return scratch_checkout(tmp_path)
 
 
 @pytest.fixture
 def newcomer_env() -> dict[str, str]:
     """No secret of ours: the server and `chatrelay token` share the .env make run writes."""
-    drop = ("AUTH_SECRET", "BETTER_AUTH_SECRET", "CHATRELAY_ENV_FILE")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    return {**env, "OPENAI_AGENTS_DISABLE_TRACING": "1"}
+    return processes.newcomer_env()
 
 
 @pytest.fixture
