@@ -72,20 +72,28 @@ async def test_a_stop_on_b_stops_the_turn_running_on_a(env: dict[str, str], tmp_
         assert again.status_code == 409  # nothing runs any more, on either instance
 
 
+async def busy_on_b(
+    a: Server, b: Server, token: str
+) -> tuple[str, asyncio.Task[str], httpx.Response]:
+    """A conversation whose second turn runs on A, and B's answer to a turn in it meanwhile."""
+    first = await post(a, "/api/alice/chat", token, {"message": "hi"})
+    conversation_id = str(first.json()["conversation_id"])
+    running, _ = await start_turn(a, token, asyncio.Queue(), conversation_id)
+    busy = await post(b, "/api/alice/chat", token, follow_up(conversation_id, "me too"))
+    assert busy.status_code == 409  # A's turn holds the conversation
+    return conversation_id, running, busy
+
+
+def follow_up(conversation_id: str, message: str) -> dict[str, str]:
+    return {"message": message, "conversation_id": conversation_id}
+
+
 async def test_one_turn_per_conversation_across_instances(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     with instances(env, tmp_path, 2) as (a, b):
         token = cli_token(env, tmp_path, "alice")
-        first = await post(a, "/api/alice/chat", token, {"message": "hi"})
-        conversation_id = first.json()["conversation_id"]
-        follow_up = {
-            "message": " ".join(f"w{i}" for i in range(40)),
-            "conversation_id": conversation_id,
-        }
-        running, _ = await start_turn(a, token, asyncio.Queue(), conversation_id)
-        busy = await post(b, "/api/alice/chat", token, {**follow_up, "message": "me too"})
-        assert busy.status_code == 409  # A's turn holds the conversation
+        conversation_id, running, busy = await busy_on_b(a, b, token)
         assert busy.headers["retry-after"]
         assert frames(await running)
         stored = await messages(b, token, conversation_id)
@@ -97,22 +105,14 @@ async def test_a_killed_instances_conversation_is_free_again_within_three_heartb
 ) -> None:
     with instances(env, tmp_path, 2) as (a, b):
         token = cli_token(env, tmp_path, "alice")
-        first = await post(a, "/api/alice/chat", token, {"message": "hi"})
-        conversation_id = first.json()["conversation_id"]
-        follow_up = {
-            "message": " ".join(f"w{i}" for i in range(40)),
-            "conversation_id": conversation_id,
-        }
-        stream, _ = await start_turn(a, token, asyncio.Queue(), conversation_id)
-        busy = await post(b, "/api/alice/chat", token, {**follow_up, "message": "x"})
-        assert busy.status_code == 409  # A's turn holds the conversation
+        conversation_id, stream, busy = await busy_on_b(a, b, token)
         a.process.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         with pytest.raises(httpx.TransportError):  # A's stream is cut
             await stream
         async with asyncio.timeout(HEARTBEAT_SECONDS * 3 + 5):
             while True:
-                retry = await post(b, "/api/alice/chat", token, {**follow_up, "message": "again"})
+                retry = await post(b, "/api/alice/chat", token, follow_up(conversation_id, "again"))
                 if retry.status_code != 409:
                     break
                 await asyncio.sleep(0.05)  # noqa: ASYNC110 - the heartbeat's expiry, unannounced

@@ -12,10 +12,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chatrelay.cluster.keys import Keys
+from chatrelay.turns import Metrics
 
 logger = logging.getLogger("chatrelay.cluster")
 
 MISSED_HEARTBEATS = 3
+
+
+def redis_failed(metrics: Metrics | None, op: str, exc: BaseException) -> None:
+    """Log a failed Redis operation and count it (`chatrelay_redis_errors_total{op}`)."""
+    if metrics is not None:
+        metrics.shared_state_errors.labels(op).inc()
+    logger.warning("redis %s failed: %s: %s", op, type(exc).__name__, exc)
 
 
 class Instances:

@@ -14,7 +14,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chatrelay.cluster.instances import Instances
+from chatrelay.cluster.instances import Instances, redis_failed
 from chatrelay.cluster.keys import Keys
 from chatrelay.turns import (
     Conflict,
@@ -51,9 +51,7 @@ class RedisRemoteTurns:
         """Set while this instance receives stops (tests wait on it)."""
 
     def _failed(self, op: str, exc: BaseException) -> None:
-        if self._metrics is not None:
-            self._metrics.shared_state_errors.labels(op).inc()
-        logger.warning("redis %s failed: %s: %s", op, type(exc).__name__, exc)
+        redis_failed(self._metrics, op, exc)
 
     # -- receiving stops -----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chatrelay.cluster.instances import MISSED_HEARTBEATS
+from chatrelay.cluster.instances import MISSED_HEARTBEATS, redis_failed
 from chatrelay.cluster.keys import Keys
 from chatrelay.turns import Metrics
 
@@ -72,9 +72,7 @@ class RedisStreamSlots:
         self._renewer: asyncio.Task[None] | None = None
 
     def _failed(self, op: str, exc: BaseException) -> None:
-        if self._metrics is not None:
-            self._metrics.shared_state_errors.labels(op).inc()
-        logger.warning("redis %s failed: %s: %s", op, type(exc).__name__, exc)
+        redis_failed(self._metrics, op, exc)
 
     async def acquire(self, user_id: str, limit: int) -> str | None | bool:
         slot_id = secrets.token_hex(8)

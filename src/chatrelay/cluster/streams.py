@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from chatrelay.cluster.instances import Instances
+from chatrelay.cluster.instances import Instances, redis_failed
 from chatrelay.cluster.keys import Keys
 from chatrelay.turns import (
     TURN_EVENTS,
@@ -87,9 +87,7 @@ class RedisTurnBuffer:
         self._mirrors: set[asyncio.Task[None]] = set()
 
     def _failed(self, op: str, exc: BaseException) -> None:
-        if self._metrics is not None:
-            self._metrics.shared_state_errors.labels(op).inc()
-        logger.warning("redis %s failed: %s: %s", op, type(exc).__name__, exc)
+        redis_failed(self._metrics, op, exc)
 
     # -- the owning instance -------------------------------------------------------------
 
@@ -128,22 +126,22 @@ class RedisTurnBuffer:
         pending: list[tuple[int, TurnEvent]] = []
         async for batch in turn.batches(TURN_EVENTS):
             pending.extend(batch)
-            try:
-                await self._write(turn, pending, point=not pointed)
-            except (RedisError, OSError) as exc:
-                self._failed("mirror", exc)
-                continue
-            pointed, pending = True, []
+            if await self._sent(turn, pending, point=not pointed):
+                pointed, pending = True, []
         for wait in FINAL_RETRIES:
             if not pending and pointed:
                 return
             await asyncio.sleep(wait)
-            try:
-                await self._write(turn, pending, point=not pointed)
-            except (RedisError, OSError) as exc:
-                self._failed("mirror", exc)
-                continue
-            pointed, pending = True, []
+            if await self._sent(turn, pending, point=not pointed):
+                pointed, pending = True, []
+
+    async def _sent(self, turn: Turn, events: list[tuple[int, TurnEvent]], *, point: bool) -> bool:
+        try:
+            await self._write(turn, events, point=point)
+        except (RedisError, OSError) as exc:
+            self._failed("mirror", exc)
+            return False
+        return True
 
     async def _write(self, turn: Turn, events: list[tuple[int, TurnEvent]], *, point: bool) -> None:
         spec, terms = turn.spec, self._terms
