@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from chatrelay.cluster.instances import Instances, redis_failed
 from chatrelay.cluster.keys import Keys
+from chatrelay.cluster.streams import events_of
 from chatrelay.turns import (
     Conflict,
     LiveEventsUnavailable,
@@ -24,7 +25,6 @@ from chatrelay.turns import (
     TurnOutcome,
     TurnRegistry,
 )
-from chatrelay.turns.codec import from_dict
 
 logger = logging.getLogger("chatrelay.cluster")
 
@@ -142,5 +142,5 @@ class RedisRemoteTurns:
 
 
 def _ended(fields: dict[str, str]) -> TurnOutcome | None:
-    event = from_dict(json.loads(fields["e"]))
-    return event.outcome if isinstance(event, TurnEnded) else None
+    _, events = events_of(fields)
+    return events[-1].outcome if events and isinstance(events[-1], TurnEnded) else None

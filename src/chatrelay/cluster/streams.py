@@ -64,8 +64,15 @@ class Unreadable(Exception):
     """The stream has a gap (trimmed, or Redis lost it): it cannot be encoded exactly."""
 
 
-def _dumps(event: TurnEvent) -> str:
-    return json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False)
+def entry_of(events: list[tuple[int, TurnEvent]]) -> dict[str, str]:
+    """One stream entry for a write batch: its first event's number and the events."""
+    data = [to_dict(event) for _, event in events]
+    return {"first": str(events[0][0]), "events": json.dumps(data, separators=(",", ":"))}
+
+
+def events_of(fields: dict[str, str]) -> tuple[int, list[TurnEvent]]:
+    """An entry's first event number and its events (`entry_of` reversed)."""
+    return int(fields["first"]), [from_dict(data) for data in json.loads(fields["events"])]
 
 
 class RedisTurnBuffer:
@@ -153,11 +160,17 @@ class RedisTurnBuffer:
         if point:
             owner = {"turn": spec.assistant_message_id, "user": spec.user_id}
             pipe.set(pointer, json.dumps({**owner, "instance": self._instances.id}), ex=ttl)
-        for sequence, event in events:
-            entry = {"e": _dumps(event)}
-            pipe.xadd(stream, entry, id=f"{sequence + 1}-0", maxlen=terms.max_events)  # type: ignore[arg-type]
-        pipe.expire(stream, ttl)
-        pipe.expire(pointer, ttl)
+        if events:
+            # One entry per write batch, numbered by its last event: a batch sent again with
+            # the next one (its first try failed after Redis took it) overlaps, never collides.
+            entry_id = f"{events[-1][0] + 1}-0"
+            pipe.xadd(stream, entry_of(events), id=entry_id, maxlen=terms.max_events)  # type: ignore[arg-type]
+        # Times to live: set when the stream is made (its first event is in this write), and
+        # shortened to RESUME_SECONDS by the last write; between them, one XADD per batch.
+        if ended or (events and events[0][0] == 0):
+            pipe.expire(stream, ttl)
+        if ended:
+            pipe.expire(pointer, ttl)
         for result in await pipe.execute(raise_on_error=False):
             # An entry sent before (its batch failed after Redis took it) is refused: fine.
             if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
@@ -190,7 +203,7 @@ class RedisTurnBuffer:
         except (RedisError, OSError) as exc:
             self._failed("follow", exc)
             raise LiveEventsUnavailable("live events unavailable, please retry") from exc
-        if not first or first[0][0] != "1-0":
+        if not first or first[0][1].get("first") != "0":
             return None  # expired meanwhile, or trimmed: nothing exact to resume
         return self._follow(stream, owner["instance"], wire_format, after, first)
 
@@ -201,28 +214,30 @@ class RedisTurnBuffer:
         after `after`, read more until the turn ends; a gap, a lost owner or Redis going away
         ends the stream with the format's error instead."""
         encoder = wire_format.encoder()
-        next_item, expected = 0, 1
+        next_item, expected, last_id = 0, 0, "0-0"
         while True:
             batch: Batch[T] = []
             failure: Failure | None = None
             for entry_id, fields in entries:
-                if entry_id != f"{expected}-0":
-                    self._failed("follow", Unreadable(f"{stream}: {entry_id}, not {expected}-0"))
+                first, events = events_of(fields)
+                if first > expected:
+                    self._failed("follow", Unreadable(f"{stream}: event {first}, not {expected}"))
                     failure = Failure.UNREACHABLE
                     break
-                expected += 1
-                event = from_dict(json.loads(fields["e"]))
-                for item in encoder.encode(event):
-                    if next_item > after:
-                        batch.append((next_item, item))
-                    next_item += 1
-                if isinstance(event, TurnEnded):
-                    yield batch
-                    return
+                last_id = entry_id
+                for event in events[expected - first :]:  # those not seen in an earlier entry
+                    expected += 1
+                    for item in encoder.encode(event):
+                        if next_item > after:
+                            batch.append((next_item, item))
+                        next_item += 1
+                    if isinstance(event, TurnEnded):
+                        yield batch
+                        return
             if batch:
                 yield batch
             if failure is None:
-                entries, failure = await self._read(stream, f"{expected - 1}-0", owner)
+                entries, failure = await self._read(stream, last_id, owner)
             if failure is not None:
                 first_id = max(next_item, after + 1)
                 items = encoder.encode(TurnFailed(failure, failure.value))

@@ -7,7 +7,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any, cast
 
-from chatrelay.turns.events import EVENT_TYPES, TurnEnded, TurnEvent
+from chatrelay.turns.events import EVENT_TYPES, TextDelta, TurnEnded, TurnEvent
 from chatrelay.turns.spec import Failure, TurnOutcome, Usage
 
 _BY_NAME = {kind.__name__: kind for kind in EVENT_TYPES}
@@ -25,6 +25,8 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(event: TurnEvent) -> dict[str, Any]:
+    if type(event) is TextDelta:  # most events: skip the generic walk
+        return {"type": "TextDelta", "text": event.text}
     data = cast(dict[str, Any], _plain(event))
     return {"type": type(event).__name__, **data}
 
