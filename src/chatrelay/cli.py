@@ -30,16 +30,16 @@ from chatrelay.transcripts.commands import add_transcript_commands
 logger = logging.getLogger("chatrelay")
 
 
-def drain_seconds(settings: Settings) -> int:
-    """After SIGTERM, how long uvicorn waits for open requests before it cancels them."""
-    return int(settings.shutdown_grace_seconds) + 5
+SHUTDOWN_ALLOWANCE_SECONDS = 2.0
+"""What a SIGTERM takes beyond the grace: the final events written, connections closed."""
 
 
 def max_shutdown_seconds(settings: Settings) -> float:
-    """SIGTERM to exit, at worst: open requests drain (`drain_seconds`), then the lifespan gives
-    turns still running the grace again before it stops and saves them. A container's stop
-    timeout (docker-compose.yml's `stop_grace_period`) must cover it, or SIGKILL loses them."""
-    return drain_seconds(settings) + settings.shutdown_grace_seconds
+    """SIGTERM to exit, at worst: running turns get `SHUTDOWN_GRACE_SECONDS` to finish, then
+    are stopped and saved, their streams end with their final events and their JSON waiters
+    get a 503 (`chatrelay.server.serving`). A container's stop timeout (docker-compose.yml's
+    `stop_grace_period`) must cover it, or SIGKILL loses the turns still running."""
+    return settings.shutdown_grace_seconds + SHUTDOWN_ALLOWANCE_SECONDS
 
 
 def sqlite_folder(settings: Settings) -> None:
@@ -106,16 +106,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     from chatrelay.server import create_app
+    from chatrelay.server.serving import serve
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,  # keep our handlers (JSON by default)
-        timeout_graceful_shutdown=drain_seconds(settings),
-        **websocket_options(settings),
+    return serve(
+        create_app(settings), host=args.host, port=args.port, **websocket_options(settings)
     )
-    return 0
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:

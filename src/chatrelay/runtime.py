@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -47,6 +47,66 @@ logger = logging.getLogger("chatrelay")
 
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 10.0
+STREAMS_WRITTEN_SECONDS = 0.5
+"""Once the turns have ended, how long their streams get to write their final events."""
+
+
+class Drain:
+    """A graceful stop (SIGTERM), whatever server runs the app, in the order that loses
+    nothing: admit no new turn (`/readyz` says 503 from now on), let running turns finish
+    within `SHUTDOWN_GRACE_SECONDS`, stop the rest (`Failure.SHUTDOWN`: partial reply saved,
+    final events published), let their streams write those, and only then let the server
+    close its connections.
+
+    The server must not begin its own shutdown before: sse-starlette ends every open stream
+    as soon as uvicorn's `should_exit` is set, mid-reply and without final events, and
+    uvicorn would wait for connections (its `timeout_graceful_shutdown`) before the turns
+    got any grace at all (`chatrelay.cli` hands it the signal).
+    """
+
+    def __init__(self, registry: TurnRegistry, limits: UserLimits, grace_seconds: float) -> None:
+        self._registry = registry
+        self._limits = limits
+        self._grace = grace_seconds
+        self._hurry = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self._registry.draining
+
+    def begin(self, then: Callable[[], None] | None = None) -> None:
+        """Start draining (once; later calls do nothing); `then` runs when it is over."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(then), name="drain")
+
+    def hurry(self) -> None:
+        """Cut the rest of the grace short (a second signal): stop the running turns now."""
+        self._hurry.set()
+
+    async def finish(self) -> None:
+        """The drain's end, beginning it if nothing has (the runtime's exit)."""
+        self.begin()
+        assert self._task is not None
+        await self._task
+
+    async def _drain(self, then: Callable[[], None] | None) -> None:
+        try:
+            await self._registry.shutdown(self._grace, self._hurry)
+            await self._streams_written()
+        finally:
+            if then is not None:
+                then()
+
+    async def _streams_written(self) -> None:
+        """Until every stream has ended, for a moment at most: a stream of this instance's
+        turns ends once it has written the final events; one following another instance's
+        turn never ends by itself (the server closes it, its reader resumes elsewhere)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAMS_WRITTEN_SECONDS
+        # Nothing announces a stream's end but its slot: polled, and only while stopping.
+        while self._limits.open_streams() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -64,6 +124,8 @@ class Runtime:
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
+    drain: Drain
+    """The graceful stop: the server begins it on SIGTERM, the runtime's exit ends it."""
     cluster: Cluster | None = None
     """What several instances share through Redis (None without `REDIS_URL`)."""
 
@@ -87,12 +149,11 @@ async def open_runtime(
     database_schema: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; on exit, running turns get `SHUTDOWN_GRACE_SECONDS` to finish (then
-    they are stopped and saved) before the tools and the database close.
+    they are stopped and saved) before the tools and the database close (see `Drain`).
 
     The database schema comes first: brought to head (or, with `MIGRATE_ON_START=false`,
-    checked to be there) before anything can run a turn; see `_schema_at_start`.
-
-    `provider` and `database_schema` are seams for tests.
+    checked to be there) before anything can run a turn; see `_schema_at_start`. `provider`
+    and `database_schema` are seams for tests.
     """
     async with AsyncExitStack() as stack:
         engine, schema = await _open_database(settings, stack, database_schema)
@@ -113,9 +174,9 @@ async def open_runtime(
                 open_cluster(settings, registry, limits, metrics, settings.redis_url)
             )
             buffer = cluster.buffer
-        # Registered last, so it runs first: turns finish while their tools (and the mirrors
-        # of their events) still work.
-        stack.push_async_callback(registry.shutdown, settings.shutdown_grace_seconds)
+        drain = Drain(registry, limits, settings.shutdown_grace_seconds)
+        # Last, so it runs first: turns finish while their tools and event mirrors still work.
+        stack.push_async_callback(drain.finish)
         turns = TurnService(
             store=SqlTurnStore(sessions),
             model=model,
@@ -138,6 +199,7 @@ async def open_runtime(
             schema=schema,
             todo=todo,
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
+            drain=drain,
             cluster=cluster,
         )
 

@@ -26,6 +26,7 @@ from chatrelay.turns import (
     LiveEventsUnavailable,
     NotFound,
     RateLimited,
+    ShuttingDown,
     StoreUnavailable,
     TurnRefused,
 )
@@ -117,6 +118,8 @@ def answer_for(exc: Exception) -> ErrorAnswer | None:
         return ErrorAnswer(exc.status_code, body, exc.headers)
     if isinstance(exc, StarletteHTTPException):
         return ErrorAnswer(exc.status_code, {"detail": exc.detail}, exc.headers or {})
+    if isinstance(exc, ShuttingDown):  # a new turn on a draining instance: retry elsewhere
+        return ErrorAnswer(503, _server_fault_body(exc.detail), retry_after(1))
     if isinstance(exc, DATABASE_FAULTS):
         return _store_unavailable(exc)
     return None
@@ -163,7 +166,7 @@ async def _respond(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    known = (RequestValidationError, TurnRefused, HttpError, StarletteHTTPException)
+    known = (RequestValidationError, TurnRefused, ShuttingDown, HttpError, StarletteHTTPException)
     for error in (*known, *DATABASE_FAULTS):
         app.add_exception_handler(error, _respond)
     # Anything else is answered (500 + correlation id) by RequestIdMiddleware.

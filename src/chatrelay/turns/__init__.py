@@ -13,6 +13,7 @@ from chatrelay.turns.errors import (
     LiveEventsUnavailable,
     NotFound,
     RateLimited,
+    ShuttingDown,
     StoreUnavailable,
     TurnRefused,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "RequestKey",
+    "ShuttingDown",
     "Started",
     "Stored",
     "StoreUnavailable",

@@ -67,3 +67,12 @@ class StoreUnavailable(Exception):
 class LiveEventsUnavailable(StoreUnavailable):
     """What instances share of running turns (another instance's events) cannot be read now;
     the messages themselves are safe in the database. Worth retrying."""
+
+
+class ShuttingDown(Exception):
+    """This instance is shutting down (SIGTERM): it lets its running turns finish but starts
+    no new one. Worth retrying at once: another instance will take it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

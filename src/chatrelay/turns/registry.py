@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from asyncio import FIRST_COMPLETED
 
+from chatrelay.turns.errors import ShuttingDown
 from chatrelay.turns.spec import Failure
 from chatrelay.turns.turn import Turn
 
@@ -17,6 +19,18 @@ class TurnRegistry:
         self._keep_finished = keep_finished_seconds
         self._finished: dict[str, tuple[Turn, float]] = {}
         """Finished turns by conversation, with the loop time they expire at (for resume)."""
+        self._draining = False
+
+    @property
+    def draining(self) -> bool:
+        """Shutting down: running turns may finish, no new one is admitted (see `shutdown`)."""
+        return self._draining
+
+    def admit(self) -> None:
+        """Raise `ShuttingDown` once shutdown has begun: a new turn belongs on another
+        instance, not on one that will stop it within the grace."""
+        if self._draining:
+            raise ShuttingDown(Failure.SHUTDOWN.value)
 
     def start(self, turn: Turn) -> None:
         conversation_id = turn.spec.conversation_id
@@ -88,11 +102,26 @@ class TurnRegistry:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
-    async def shutdown(self, grace_seconds: float) -> None:
-        """Let running turns finish within the grace period, then cancel (and finalize) the rest."""
-        if not self._tasks:
-            return
-        await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+    async def shutdown(self, grace_seconds: float, hurry: asyncio.Event | None = None) -> None:
+        """Admit no new turn; let running ones finish within the grace period (or until
+        `hurry` is set: a second signal), then cancel the rest, which are finalized as
+        `Failure.SHUTDOWN`: their partial replies saved, their final events published."""
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+        try:
+            # A turn admitted just before the drain began may start meanwhile: wait for
+            # whatever runs now, until the deadline, not for a snapshot taken at the start.
+            while self._tasks and not (hurried is not None and hurried.done()):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                waiting = {*self._tasks, *([hurried] if hurried is not None else [])}
+                await asyncio.wait(waiting, timeout=remaining, return_when=FIRST_COMPLETED)
+        finally:
+            if hurried is not None:
+                hurried.cancel()
         for turn in list(self._running.values()):
             turn.cancel(Failure.SHUTDOWN)
         await self.wait()

@@ -69,7 +69,8 @@ class TurnService:
     async def start(self, spec: TurnSpec, *, what: str = "conversation") -> Turn:
         """Check the user's conversation (`NotFound`: "{what} not found"), take its lease
         (`Busy`), count the turn (`RateLimited`), then start it in its own task, owned by the
-        registry, not by the caller."""
+        registry, not by the caller. `ShuttingDown` once this instance drains."""
+        self.registry.admit()
         self.check_model(spec.model)
         config = self._config
         lease: Lease | None = None

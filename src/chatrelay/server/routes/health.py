@@ -25,9 +25,14 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="The database answers and its schema is at head (Redis, when used, is reported)",
-    responses={503: {"description": "The database is unreachable, or its schema is behind"}},
+    responses={
+        503: {"description": "Shutting down, the database unreachable, or its schema behind"}
+    },
 )
 async def readyz(context: Context) -> JSONResponse:
+    if context.drain.draining:
+        # SIGTERM: a balancer stops routing here, while running turns and streams finish.
+        return JSONResponse({"status": "draining", "detail": "shutting down"}, 503, headers=RETRY)
     try:
         await ping(context.engine)
         behind = await context.schema.behind()  # read until seen at head, then remembered
