@@ -75,7 +75,7 @@ def test_sigterm_lets_a_running_turn_finish_and_commits_it(
         ("user", "completed"),
         ("assistant", "completed"),
     ]
-    assert stored[1][3].endswith("word119")  # the whole reply, though the stream was cut
+    assert stored[1][3].endswith("word119")  # the whole reply (and stream: test_drain.py)
 
 
 def test_sigterm_past_the_grace_period_stops_and_keeps_the_partial_reply(
