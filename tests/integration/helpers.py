@@ -46,5 +46,6 @@ def metric(app: FastAPI, name: str, **labels: str) -> float:
 
 
 async def wait_for_turns(app: FastAPI) -> None:
-    """Let every running turn (and its finalizer) finish."""
-    await context_of(app).registry.shutdown(grace_seconds=10)
+    """Let every running turn (and its finalizer) finish; the app still takes new ones (a
+    shutdown would drain it)."""
+    await asyncio.wait_for(context_of(app).registry.wait(), 10)

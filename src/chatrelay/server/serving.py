@@ -35,13 +35,14 @@ STARTUP_FAILURE = 3
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose first SIGTERM or Ctrl+C drains the app before uvicorn shuts
-    down; a second one cuts the grace short (the running turns are stopped and saved now)."""
+    down; a second one cuts the grace short (the running turns are stopped and saved now), a
+    third starts uvicorn's own shutdown whatever the drain is doing."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._signalled = False
+        self._signals = 0
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -57,23 +58,27 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self._drain, runtime, sig)
 
     def _drain(self, runtime: Runtime, sig: int) -> None:
-        if self._signalled:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info(
+                "signal %s: draining (new turns refused, %d running get %g s to finish)",
+                sig,
+                len(runtime.registry.running_turns()),
+                runtime.settings.shutdown_grace_seconds,
+            )
+            runtime.drain.begin(then=lambda: self._shut_down(sig))
+        elif self._signals == 2:
             logger.info("signal %s again: stopping the running turns now", sig)
             runtime.drain.hurry()
-            return
-        self._signalled = True
-        logger.info(
-            "signal %s: draining (new turns refused, %d running get %.0f s to finish)",
-            sig,
-            len(runtime.registry.running_turns()),
-            runtime.settings.shutdown_grace_seconds,
-        )
-        runtime.drain.begin(then=lambda: self._shut_down(sig))
+        else:  # the drain is stuck (a commit retrying a database that is gone): uvicorn's way
+            self._shut_down(sig)
 
     def _shut_down(self, sig: int) -> None:
         """uvicorn's own shutdown, now that nothing is left to lose (and sse-starlette's
-        patch of it, which marks the exit for its streams, runs too)."""
-        super().handle_exit(sig, None)
+        patch of it, which marks the exit for its streams, runs too). Once: a second call
+        would be a second Ctrl+C to uvicorn, which then skips the lifespan's shutdown."""
+        if not self.should_exit:
+            super().handle_exit(sig, None)
 
 
 def serve(app: FastAPI, *, host: str, port: int, **options: Any) -> int:
