@@ -9,6 +9,7 @@ before the turns got their own grace).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -22,8 +23,10 @@ import httpx
 import pytest
 
 from chatrelay.agents.offline import REPLY_PREFIX
+from chatrelay.turns import Failure
 from tests.integration.processes import Server, cli_token
 from tests.sse import Frame, parse_sse
+from tests.ws import events_of, open_socket
 
 pytestmark = pytest.mark.slow
 
@@ -270,3 +273,35 @@ def test_a_second_sigterm_stops_the_turns_without_waiting_out_the_grace(
     assert frames[-1].type == "error"
     assert json.dumps(frames[-1].data).count("shutting down") == 1
     assert _replies(tmp_path / "e2e.db")[0][0] == "incomplete"
+
+
+async def test_a_websocket_turn_drains_like_a_stream_and_its_socket_closes_1012(
+    servers: list[Server], env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same drain over the WebSocket: a new turn is an error frame (503), the running one
+    ends with its final events and `done`, and the socket closes with 1012 (service restart)
+    only once the drain is over."""
+    grace = 1.0
+    server = _start(servers, env, tmp_path, grace=grace)
+    token = cli_token(env, tmp_path, "alice")
+    async with open_socket(server.url, "alice", token) as socket:
+        await socket.send({"type": "chat", "message": words(200), "ref": "long"})
+        first = await socket.stream("long", events=6)  # the opening, then some deltas
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        ready = await asyncio.to_thread(_draining_readyz, server)
+        refused = await socket.request("late", {"type": "chat", "message": "too late"})
+        rest = await socket.stream("long")
+        code, _reason = await socket.closed()
+    exited_after = _exit_seconds(server, signalled)
+
+    assert ready.status_code == 503
+    assert refused["type"] == "error" and refused["status"] == 503, refused
+    assert (refused["detail"], refused["retry_after"]) == (Failure.SHUTDOWN.value, 1)
+    assert refused["correlation_id"]
+    frames = events_of([*first, *rest])
+    assert frames[-1].type == "error"
+    assert "the server is shutting down, please retry" in frames[-1].data["message"]
+    assert _assistant_done(frames).data["item"]["content"][0]["text"] == _reply_text(frames)
+    assert code == 1012
+    assert exited_after < grace + EXIT_ALLOWANCE, f"{exited_after:.2f} s"
