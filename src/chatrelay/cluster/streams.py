@@ -239,9 +239,11 @@ class RedisTurnBuffer:
             if failure is None:
                 entries, failure = await self._read(stream, last_id, owner)
             if failure is not None:
-                first_id = max(next_item, after + 1)
+                # The error is not one of the turn's items: it carries the last id the reader
+                # has, so resuming from it (here or elsewhere) skips nothing real.
+                cursor = max(next_item - 1, after)
                 items = encoder.encode(TurnFailed(failure, failure.value))
-                yield [(first_id + index, item) for index, item in enumerate(items)]
+                yield [(cursor, item) for item in items]
                 return
 
     async def _read(self, stream: str, last_id: str, owner: str) -> tuple[Entries, Failure | None]:
