@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from chatrelay.cluster.instances import Instances, redis_failed
 from chatrelay.cluster.keys import Keys
-from chatrelay.cluster.streams import events_of
+from chatrelay.cluster.streams import events_of, read_owner
 from chatrelay.turns import (
     Conflict,
     LiveEventsUnavailable,
@@ -91,15 +91,11 @@ class RedisRemoteTurns:
 
     # -- sending them --------------------------------------------------------------------
 
-    async def _owner(self, conversation_id: str) -> dict[str, Any] | None:
-        found = await self._client.get(self._keys.conversation(conversation_id))
-        return None if found is None else cast(dict[str, Any], json.loads(found))
-
     async def stop(
         self, conversation_id: str, user_id: str, *, wait_seconds: float
     ) -> TurnOutcome | None:
         try:
-            owner = await self._owner(conversation_id)
+            owner = await read_owner(self._client, self._keys, conversation_id)
             if owner is None or owner["user"] != user_id or owner["instance"] == self._instances.id:
                 raise Conflict(NOTHING_RUNS)  # a turn of this instance would be in its registry
             stream = self._keys.turn(owner["turn"])
@@ -131,7 +127,7 @@ class RedisRemoteTurns:
 
     async def orphaned(self, conversation_id: str) -> str | None:
         try:
-            owner = await self._owner(conversation_id)
+            owner = await read_owner(self._client, self._keys, conversation_id)
             if owner is None or await self._instances.alive(owner["instance"]):
                 return None
         except (RedisError, OSError) as exc:

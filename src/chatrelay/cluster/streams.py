@@ -37,6 +37,7 @@ from chatrelay.turns import (
     TurnEvent,
     TurnFailed,
     TurnRegistry,
+    TurnSpec,
     WireFormat,
 )
 from chatrelay.turns.codec import from_dict, to_dict
@@ -73,6 +74,19 @@ def entry_of(events: list[tuple[int, TurnEvent]]) -> dict[str, str]:
 def events_of(fields: dict[str, str]) -> tuple[int, list[TurnEvent]]:
     """An entry's first event number and its events (`entry_of` reversed)."""
     return int(fields["first"]), [from_dict(data) for data in json.loads(fields["events"])]
+
+
+def owner_record(spec: TurnSpec, instance_id: str) -> str:
+    """What the conversation's key says of its latest turn: the turn, its user, its instance."""
+    return json.dumps(
+        {"turn": spec.assistant_message_id, "user": spec.user_id, "instance": instance_id}
+    )
+
+
+async def read_owner(client: Redis, keys: Keys, conversation_id: str) -> dict[str, Any] | None:
+    """The conversation's `owner_record`, None when no turn of it is kept."""
+    found = await client.get(keys.conversation(conversation_id))
+    return None if found is None else cast(dict[str, Any], json.loads(found))
 
 
 class RedisTurnBuffer:
@@ -113,12 +127,11 @@ class RedisTurnBuffer:
         """One SET, bounded: a Redis that is away must not hold the turn's start (the mirror
         names it again with its first write)."""
         spec = turn.spec
-        owner = {"turn": spec.assistant_message_id, "user": spec.user_id}
         try:
             async with asyncio.timeout(POINT_TIMEOUT_SECONDS):
                 await self._client.set(
                     self._keys.conversation(spec.conversation_id),
-                    json.dumps({**owner, "instance": self._instances.id}),
+                    owner_record(spec, self._instances.id),
                     ex=self._terms.running_ttl_seconds,
                 )
         except (RedisError, OSError, TimeoutError) as exc:
@@ -158,8 +171,7 @@ class RedisTurnBuffer:
         ttl = terms.ttl_seconds if ended else terms.running_ttl_seconds
         pipe = self._client.pipeline(transaction=False)
         if point:
-            owner = {"turn": spec.assistant_message_id, "user": spec.user_id}
-            pipe.set(pointer, json.dumps({**owner, "instance": self._instances.id}), ex=ttl)
+            pipe.set(pointer, owner_record(spec, self._instances.id), ex=ttl)
         if events:
             # One entry per write batch, numbered by its last event: a batch sent again with
             # the next one (its first try failed after Redis took it) overlaps, never collides.
@@ -173,8 +185,8 @@ class RedisTurnBuffer:
             pipe.expire(pointer, ttl)
         for result in await pipe.execute(raise_on_error=False):
             # An entry sent before (its batch failed after Redis took it) is refused: fine.
-            if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
-                raise result
+            if isinstance(result, ResponseError) and "equal or smaller" in str(result):
+                continue
             if isinstance(result, BaseException):
                 raise result
 
@@ -192,11 +204,8 @@ class RedisTurnBuffer:
         if local is not None:
             return local
         try:
-            found = await self._client.get(self._keys.conversation(conversation_id))
-            if found is None:
-                return None
-            owner = json.loads(found)
-            if owner["user"] != user_id:
+            owner = await read_owner(self._client, self._keys, conversation_id)
+            if owner is None or owner["user"] != user_id:
                 return None
             stream = self._keys.turn(owner["turn"])
             first = cast(Entries, await self._client.xrange(stream, "-", "+", count=READ_COUNT))
