@@ -3,15 +3,14 @@ instances behind a balancer do: a fresh database and a Redis key prefix of their
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import asyncpg
 import redis
+from bench.targets import postgres_database
 
 from chatrelay.config import ENV_FILE_VARIABLE
 from tests.conftest import POSTGRES_URL
@@ -21,24 +20,10 @@ REDIS_URL = os.environ.get("CHATRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0
 HEARTBEAT_SECONDS = 0.5
 
 
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty database on the test Postgres; its SQLAlchemy URL, dropped at the end."""
-    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"chatrelay_it_{uuid.uuid4().hex[:12]}"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(admin, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def fresh_postgres_database() -> AbstractContextManager[str]:
+    """A new, empty database on the test Postgres (the bench's own helper); its SQLAlchemy
+    URL, dropped at the end."""
+    return postgres_database(POSTGRES_URL)
 
 
 def drop_keys(redis_url: str, prefix: str) -> None:
