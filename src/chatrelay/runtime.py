@@ -35,7 +35,6 @@ from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     InProcessTurnBuffer,
     Metrics,
-    TurnBuffer,
     TurnConfig,
     TurnRegistry,
     TurnService,
@@ -168,12 +167,10 @@ async def open_runtime(
         metrics = Metrics(open_streams=limits.open_streams)
         limits.on_storage_error = metrics.shared_state_errors.labels("rate_limit").inc
         cluster: Cluster | None = None
-        buffer: TurnBuffer = InProcessTurnBuffer(registry)
         if settings.redis_url:
             cluster = await stack.enter_async_context(
                 open_cluster(settings, registry, limits, metrics, settings.redis_url)
             )
-            buffer = cluster.buffer
         drain = Drain(registry, limits, settings.shutdown_grace_seconds)
         # Last, so it runs first: turns finish while their tools and event mirrors still work.
         stack.push_async_callback(drain.finish)
@@ -181,11 +178,12 @@ async def open_runtime(
             store=SqlTurnStore(sessions),
             model=model,
             registry=registry,
-            buffer=buffer,
+            buffer=cluster.buffer if cluster else InProcessTurnBuffer(registry),
             limits=limits,
             config=turn_config(settings),
             metrics=metrics,
-            remote=cluster.remote if cluster is not None else None,
+            remote=cluster.remote if cluster else None,
+            claims=cluster.claims if cluster else None,
         )
         yield Runtime(
             settings=settings,

@@ -49,9 +49,10 @@ async def messages(server: Server, token: str, conversation_id: str) -> list[dic
 async def test_a_stop_on_b_stops_the_turn_running_on_a(env: dict[str, str], tmp_path: Path) -> None:
     with instances(env, tmp_path, 2) as (a, b):
         token = cli_token(env, tmp_path, "alice")
+        bobs = cli_token(env, tmp_path, "bob")  # before the turn: a CLI run takes seconds
         task, conversation_id = await start_turn(a, token, asyncio.Queue())
         cancel = f"/api/alice/conversations/{conversation_id}/cancel"
-        bob = await post(b, cancel.replace("alice", "bob"), cli_token(env, tmp_path, "bob"))
+        bob = await post(b, cancel.replace("alice", "bob"), bobs)
         assert bob.status_code == 404  # another user's turn, exactly like none at all
 
         stopped = await post(b, cancel, token)

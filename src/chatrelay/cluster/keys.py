@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 
@@ -16,6 +18,12 @@ class Keys:
     def conversation(self, conversation_id: str) -> str:
         """The conversation's latest turn: JSON `{"turn", "user", "instance"}`."""
         return f"{self.prefix}:conversation:{conversation_id}"
+
+    def request(self, key: tuple[str, str | None, str]) -> str:
+        """Which turn serves a request id (`RequestKey`): JSON `{"conversation", "turn",
+        "instance"}`. Hashed: the parts are client strings of any length and character."""
+        digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+        return f"{self.prefix}:request:{digest}"
 
     def instance(self, instance_id: str) -> str:
         """Present while the instance is alive (it expires after three missed heartbeats)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chatrelay.cluster.claims import RedisRequestClaims
 from chatrelay.cluster.instances import Instances
 from chatrelay.cluster.keys import Keys
 from chatrelay.cluster.remote import RedisRemoteTurns
@@ -31,6 +32,7 @@ class Cluster:
     instances: Instances
     buffer: RedisTurnBuffer
     remote: RedisRemoteTurns
+    claims: RedisRequestClaims
 
     async def reachable(self) -> bool:
         """For `/readyz`: Redis answers (an instance without it is degraded, not down)."""
@@ -70,6 +72,7 @@ async def open_cluster(
     )
     buffer = RedisTurnBuffer(client, keys, registry, instances, terms, metrics)
     remote = RedisRemoteTurns(client, keys, registry, instances, metrics)
+    claims = RedisRequestClaims(client, keys, instances, buffer, terms.running_ttl_seconds, metrics)
     slots = RedisStreamSlots(client, keys, heartbeat, metrics)
     instances.start()
     remote.start()
@@ -77,7 +80,7 @@ async def open_cluster(
     limits.shared = slots
     logger.info("sharing live turns through Redis as instance %s", instances.id)
     try:
-        yield Cluster(client, keys, instances, buffer, remote)
+        yield Cluster(client, keys, instances, buffer, remote, claims)
     finally:
         limits.shared = None
         await slots.close()

@@ -212,9 +212,34 @@ class RedisTurnBuffer:
         except (RedisError, OSError) as exc:
             self._failed("follow", exc)
             raise LiveEventsUnavailable("live events unavailable, please retry") from exc
+        return self._from_start(stream, owner["instance"], wire_format, after, first)
+
+    async def follow_turn(
+        self, turn_id: str, owner: str, wire_format: WireFormat[T], after: int = -1
+    ) -> AsyncIterator[Batch[T]] | None:
+        """A turn's items by its id (its request was claimed by instance `owner`), its first
+        entry waited for up to a heartbeat when the turn has not written it yet; None when it
+        does not come (the turn never started) or is gone (expired)."""
+        stream = self._keys.turn(turn_id)
+        block_ms = max(1, int(self._instances.heartbeat_seconds * 1000))
+        try:
+            first = cast(Entries, await self._client.xrange(stream, "-", "+", count=READ_COUNT))
+            if not first:  # XREAD BLOCK waits for a key that does not exist yet, too
+                read: Any = await self._client.xread(
+                    {stream: "0-0"}, count=READ_COUNT, block=block_ms
+                )
+                first = cast(Entries, read[0][1]) if read else ()
+        except (RedisError, OSError) as exc:
+            self._failed("follow", exc)
+            raise LiveEventsUnavailable("live events unavailable, please retry") from exc
+        return self._from_start(stream, owner, wire_format, after, first)
+
+    def _from_start(
+        self, stream: str, owner: str, wire_format: WireFormat[T], after: int, first: Entries
+    ) -> AsyncIterator[Batch[T]] | None:
         if not first or first[0][1].get("first") != "0":
             return None  # expired meanwhile, or trimmed: nothing exact to resume
-        return self._follow(stream, owner["instance"], wire_format, after, first)
+        return self._follow(stream, owner, wire_format, after, first)
 
     async def _follow(
         self, stream: str, owner: str, wire_format: WireFormat[T], after: int, entries: Entries

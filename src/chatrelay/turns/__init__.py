@@ -4,7 +4,14 @@ every edge starts turns through. It imports no web framework, no ChatKit and no 
 """
 
 from chatrelay.turns.buffer import InProcessTurnBuffer, TurnBuffer
-from chatrelay.turns.claims import Attached, ExactlyOnce, Started, Stored
+from chatrelay.turns.claims import (
+    Attached,
+    Elsewhere,
+    ExactlyOnce,
+    SharedClaims,
+    Started,
+    Stored,
+)
 from chatrelay.turns.errors import (
     Busy,
     Conflict,
@@ -50,6 +57,7 @@ __all__ = [
     "Batch",
     "Busy",
     "Conflict",
+    "Elsewhere",
     "Encoder",
     "ExactlyOnce",
     "Failure",
@@ -66,6 +74,7 @@ __all__ = [
     "RateLimited",
     "RequestKey",
     "ShuttingDown",
+    "SharedClaims",
     "Started",
     "Stored",
     "StoreUnavailable",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from chatrelay.turns.buffer import TurnBuffer
-from chatrelay.turns.claims import ExactlyOnce
+from chatrelay.turns.claims import ExactlyOnce, SharedClaims
 from chatrelay.turns.errors import Busy, Conflict, Invalid, NotFound
 from chatrelay.turns.lease import Lease
 from chatrelay.turns.limits import UserLimits
@@ -49,12 +49,13 @@ class TurnService:
         config: TurnConfig,
         metrics: Metrics | None = None,
         remote: RemoteTurns | None = None,
+        claims: SharedClaims | None = None,
     ) -> None:
         self.store = store
         self._remote = remote
         self.registry = registry
         self.limits = limits
-        self.exactly_once = ExactlyOnce(store, metrics)
+        self.exactly_once = ExactlyOnce(store, metrics, claims)
         self._model = model
         self._buffer = buffer
         self._config = config

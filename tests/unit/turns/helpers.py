@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from chatrelay.turns import (
     TURN_EVENTS,
     InProcessTurnBuffer,
+    SharedClaims,
     Turn,
     TurnConfig,
     TurnEvent,
@@ -38,6 +39,7 @@ def build_service(
     *,
     rate_limit: str = "1000/minute",
     keep_finished_seconds: float = 300.0,
+    claims: SharedClaims | None = None,
     **config: Any,
 ) -> TurnService:
     """The service as `chatrelay.runtime` builds it, on the fakes (`config`: `TurnConfig`)."""
@@ -49,6 +51,7 @@ def build_service(
         buffer=InProcessTurnBuffer(registry),
         limits=UserLimits(rate_limit, "async+memory://", max_streams=8),
         config=TurnConfig(**config),
+        claims=claims,
     )
 
 

@@ -4,10 +4,14 @@ after its commit gets the stored reply; either way the model runs once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
 
 from chatrelay.turns import (
     Attached,
     Busy,
+    Elsewhere,
     Started,
     Stored,
     TextDelta,
@@ -32,19 +36,25 @@ class Starts:
         return await self.service.start(self.spec)
 
 
+Served = Attached | Stored | Started | Elsewhere
+
+
+def serve(service: TurnService, start: Starts) -> Coroutine[Any, Any, Served]:
+    return service.exactly_once.serve(start.spec, start)
+
+
 async def test_a_repeat_while_the_turn_runs_attaches_to_it(
     make_service: ServiceFactory, store: InMemoryTurnStore
 ) -> None:
     gate = asyncio.Event()
     model = ScriptedModel([TextDelta("only "), Block(gate), TextDelta("once")])
     service = make_service(model)
-    key = ("alice", None, "req-1")
     first = Starts(service, message("hi", request_id="req-1"))
     repeat = Starts(service, message("hi", request_id="req-1"))  # the client sent it again
 
-    started = await service.exactly_once.serve(key, first)
+    started = await serve(service, first)
     await model.until_blocked()
-    attached = await bounded(service.exactly_once.serve(key, repeat))
+    attached = await bounded(serve(service, repeat))
 
     assert isinstance(started, Started) and isinstance(attached, Attached)
     assert attached.turn is started.turn
@@ -64,16 +74,15 @@ async def test_concurrent_repeats_wait_for_the_first_and_attach(
     conversation_id = store.add_conversation("alice")
     model = ScriptedModel([TextDelta("one reply")])
     service = make_service(model)
-    key = ("alice", conversation_id, "req-1")
     opening = store.hold("open_turn")  # the first request is inside start()
     starts = [
         Starts(service, message("hi", conversation_id=conversation_id, request_id="req-1"))
         for _ in range(3)
     ]
 
-    first = asyncio.create_task(service.exactly_once.serve(key, starts[0]))
+    first = asyncio.create_task(serve(service, starts[0]))
     await opening.until_reached()
-    repeats = [asyncio.create_task(service.exactly_once.serve(key, s)) for s in starts[1:]]
+    repeats = [asyncio.create_task(serve(service, s)) for s in starts[1:]]
     opening.release()
     answers = await bounded(asyncio.gather(first, *repeats))
 
@@ -90,14 +99,13 @@ async def test_a_repeat_after_the_commit_gets_the_stored_reply_without_a_model_r
 ) -> None:
     model = ScriptedModel([TextDelta("stored "), TextDelta("answer")])
     service = make_service(model)
-    key = ("alice", None, "req-1")
     spec = message("hi", request_id="req-1", metadata={"k": "v"})
-    started = await service.exactly_once.serve(key, Starts(service, spec))
+    started = await serve(service, Starts(service, spec))
     assert isinstance(started, Started)
     outcome = await settled(started.turn)
 
     repeat = Starts(service, message("hi", request_id="req-1"))
-    answer = await bounded(service.exactly_once.serve(key, repeat))
+    answer = await bounded(serve(service, repeat))
 
     assert isinstance(answer, Stored)
     assert repeat.calls == 0 and len(model.requests) == 1
@@ -121,15 +129,11 @@ async def test_a_request_id_is_the_users_own(
 ) -> None:
     model = ScriptedModel([TextDelta("for alice")], [TextDelta("for bob")])
     service = make_service(model)
-    alices = await service.exactly_once.serve(
-        ("alice", None, "req-1"), Starts(service, message(request_id="req-1"))
-    )
+    alices = await serve(service, Starts(service, message(request_id="req-1")))
     assert isinstance(alices, Started)
     await settled(alices.turn)
 
-    bobs = await service.exactly_once.serve(
-        ("bob", None, "req-1"), Starts(service, message(user_id="bob", request_id="req-1"))
-    )
+    bobs = await serve(service, Starts(service, message(user_id="bob", request_id="req-1")))
 
     assert isinstance(bobs, Started)
     assert (await settled(bobs.turn)).text == "for bob"
@@ -140,12 +144,11 @@ async def test_a_repeat_of_a_turn_that_failed_before_any_output_runs_again(
 ) -> None:
     model = ScriptedModel([Fail()], [TextDelta("second try")])
     service = make_service(model)
-    key = ("alice", None, "req-1")
-    first = await service.exactly_once.serve(key, Starts(service, message(request_id="req-1")))
+    first = await serve(service, Starts(service, message(request_id="req-1")))
     assert isinstance(first, Started)
     assert not (await settled(first.turn)).committed
 
-    again = await service.exactly_once.serve(key, Starts(service, message(request_id="req-1")))
+    again = await serve(service, Starts(service, message(request_id="req-1")))
 
     assert isinstance(again, Started)  # nothing was stored for it: a retry is a new turn
     assert (await settled(again.turn)).text == "second try"
@@ -157,17 +160,18 @@ async def test_a_repeat_waiting_on_a_first_request_that_was_refused_tries_itself
 ) -> None:
     model = ScriptedModel([TextDelta("the repeat's turn")])
     service = make_service(model)
-    key = ("alice", None, "req-1")
     refuse = asyncio.Event()
 
     async def refused_start() -> Turn:
         await refuse.wait()
         raise Busy()
 
-    first = asyncio.create_task(service.exactly_once.serve(key, refused_start))
+    first = asyncio.create_task(
+        service.exactly_once.serve(message(request_id="req-1"), refused_start)
+    )
     await asyncio.sleep(0)  # the first request holds the claim, inside its start()
     repeat = Starts(service, message(request_id="req-1"))
-    second = asyncio.create_task(service.exactly_once.serve(key, repeat))
+    second = asyncio.create_task(serve(service, repeat))
     await asyncio.sleep(0)
     assert repeat.calls == 0  # waiting for the first request
     refuse.set()
@@ -185,17 +189,11 @@ async def test_a_repeat_that_hangs_up_while_waiting_leaves_the_first_request_alo
     conversation_id = store.add_conversation("alice")
     model = ScriptedModel([TextDelta("unharmed")])
     service = make_service(model)
-    key = ("alice", conversation_id, "req-1")
     opening = store.hold("open_turn")
-    first = asyncio.create_task(
-        service.exactly_once.serve(
-            key, Starts(service, message(conversation_id=conversation_id, request_id="req-1"))
-        )
-    )
+    repeat = message(conversation_id=conversation_id, request_id="req-1")
+    first = asyncio.create_task(serve(service, Starts(service, repeat)))
     await opening.until_reached()
-    waiting = asyncio.create_task(
-        service.exactly_once.serve(key, Starts(service, message(request_id="req-1")))
-    )
+    waiting = asyncio.create_task(serve(service, Starts(service, replace(repeat))))
     await asyncio.sleep(0)
 
     waiting.cancel()  # the repeat's client went away

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import Response
 
-from chatrelay.chatkit import stored_reply_events
+from chatrelay.chatkit import CHATKIT, stored_reply_events
 from chatrelay.logs import current_request_id
 from chatrelay.runtime import Runtime
 from chatrelay.schemas import ChatResponse, TokenUsage, ToolCallRecord
@@ -20,16 +20,20 @@ from chatrelay.server.json_body import JsonBodyRoute
 from chatrelay.server.negotiation import Representation, negotiate
 from chatrelay.server.routes import chatkit
 from chatrelay.server.sse import stream_response
-from chatrelay.server.streams import Stream, known, live
+from chatrelay.server.streams import Stream, following, known, live
 from chatrelay.turns import (
+    TURN_EVENTS,
     Attached,
     Conflict,
+    Elsewhere,
     Failure,
     Started,
     Stored,
     StoredReply,
     StreamSlot,
     Turn,
+    TurnEnded,
+    TurnFailed,
     TurnOutcome,
     TurnSpec,
 )
@@ -41,7 +45,7 @@ def _usage(counts: dict[str, int] | None) -> TokenUsage:
     return TokenUsage.model_validate(counts or {})
 
 
-def json_reply(spec: TurnSpec, outcome: TurnOutcome) -> ChatResponse:
+def json_reply(spec: TurnSpec, outcome: TurnOutcome, conversation_id: str = "") -> ChatResponse:
     if outcome.failure is Failure.STOPPED:
         if not outcome.committed:
             raise Conflict("the turn was stopped before any reply")
@@ -50,7 +54,7 @@ def json_reply(spec: TurnSpec, outcome: TurnOutcome) -> ChatResponse:
             raise ServerFault(outcome.failure.value)
         raise ServiceUnavailable(outcome.failure.value)
     return ChatResponse(
-        conversation_id=spec.conversation_id,
+        conversation_id=conversation_id or spec.conversation_id,
         message_id=outcome.message_id,
         message=outcome.text,
         response=outcome.text,
@@ -122,7 +126,10 @@ async def chat(
     user = authenticate(context, authorization, user_id)
     if representation is Representation.SSE:
         return stream_response(await chat_stream(context, user, request), context.settings)
-    served, _ = await serve_chat(context, chat_spec(user, request), stream=False)
+    spec = chat_spec(user, request)
+    served, _ = await serve_chat(context, spec, stream=False)
+    if isinstance(served, Elsewhere):  # a repeat whose turn runs on another instance
+        return await reply_elsewhere(context, spec, served)
     if isinstance(served, StoredReply):  # a repeat after its turn was committed: no model run
         return stored_json(served)
     # shield(): a client that hangs up cancels this wait, never the turn.
@@ -145,16 +152,41 @@ def chat_spec(user: str, request: ChatRequest) -> TurnSpec:
 
 async def chat_stream(runtime: Runtime, user: str, request: ChatRequest) -> Stream:
     """A chat body's answer as a stream, whatever the transport (SSE, a WebSocket)."""
-    served, slot = await serve_chat(runtime, chat_spec(user, request), stream=True)
+    spec = chat_spec(user, request)
+    served, slot = await serve_chat(runtime, spec, stream=True)
+    if isinstance(served, Elsewhere):
+        followed = await runtime.turns.exactly_once.follow(spec, served, CHATKIT)
+        if not isinstance(followed, Stored):
+            assert slot is not None
+            return following(served.conversation_id, followed, slot)
+        if slot is not None:
+            slot.release()
+        served = followed.reply
     if isinstance(served, StoredReply):
         return known(served.reply.conversation_id, stored_reply_events(served))
     assert slot is not None
     return live(served, slot)
 
 
+async def reply_elsewhere(runtime: Runtime, spec: TurnSpec, elsewhere: Elsewhere) -> ChatResponse:
+    """The JSON reply of a turn running on another instance: its outcome, from its events."""
+    followed = await runtime.turns.exactly_once.follow(spec, elsewhere, TURN_EVENTS)
+    if isinstance(followed, Stored):
+        return stored_json(followed.reply)
+    failed: TurnFailed | None = None
+    async for batch in followed:
+        for _, event in batch:
+            if isinstance(event, TurnEnded):
+                return json_reply(spec, event.outcome, elsewhere.conversation_id)
+            if isinstance(event, TurnFailed):
+                failed = event
+    # Followed to its end without an outcome: its instance went away, or Redis did.
+    raise ServiceUnavailable(failed.message if failed else Failure.UNREACHABLE.value)
+
+
 async def serve_chat(
     runtime: Runtime, spec: TurnSpec, *, stream: bool
-) -> tuple[Turn | StoredReply, StreamSlot | None]:
+) -> tuple[Turn | StoredReply | Elsewhere, StreamSlot | None]:
     """Start the spec's turn, or (same request id) attach to it or get its stored reply.
 
     With `stream`, a running turn comes with one of the user's stream slots, reserved before
@@ -175,12 +207,11 @@ async def serve_chat(
 
     if spec.request_id is None:
         return await start(), slot
-    # The conversation as the request named it: None for a new one (its id is made per try).
-    named = None if spec.new_conversation else spec.conversation_id
-    key = (spec.user_id, named, spec.request_id)
-    match await runtime.turns.exactly_once.serve(key, start):
+    match await runtime.turns.exactly_once.serve(spec, start):
         case Attached(turn=turn):  # a repeat while its turn runs
             return turn, await runtime.limits.reserve_stream(spec.user_id) if stream else None
+        case Elsewhere() as elsewhere:  # ... on another instance
+            return elsewhere, await runtime.limits.reserve_stream(spec.user_id) if stream else None
         case Started(turn=turn):
             return turn, slot
         case Stored(reply=stored):  # a repeat after its turn was committed: no model run
