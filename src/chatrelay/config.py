@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     """Prefix of every Redis key, so several deployments (or test runs) can share one Redis."""
     instance_heartbeat_seconds: float = Field(default=3.0, gt=0)
     """How often an instance says it is alive; one silent for 3 heartbeats is gone."""
+    redis_mirror_interval_seconds: float = Field(default=0.05, ge=0, le=1)
+    """Once a turn's text streams, its events reach Redis at most once per this long (its
+    first events and its last ones at once): readers on other instances see tokens up to
+    this much later, and a model pacing its tokens costs a Redis write per interval, not
+    one per token."""
     resume_max_events: int = Field(default=100_000, ge=100)
     """A turn's Redis stream keeps at most this many events (a longer one cannot be resumed
     from another instance)."""

@@ -1,10 +1,12 @@
 """A turn's Redis Stream read by another instance, on the real Redis: one entry per write
-batch; a batch sent again with the next (its first try failed after Redis took it) overlaps
+batch, and once the text streams at most one per mirror interval; a batch sent again with
+the next (its first try failed after Redis took it) overlaps
 and is read once; a gap (an entry trimmed or lost) ends the stream with an error, never with
 events out of place."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,15 +20,20 @@ from chatrelay.turns import (
     TURN_EVENTS,
     Failure,
     TextDelta,
+    TurnConfig,
     TurnEnded,
     TurnEvent,
     TurnFailed,
     TurnOutcome,
     TurnRegistry,
+    TurnService,
     TurnStarted,
     Usage,
+    UserLimits,
 )
+from tests.fakes.turns import Block, InMemoryTurnStore, ScriptedModel
 from tests.integration.instances import REDIS_URL, drop_keys
+from tests.unit.turns.helpers import logged, message, settled
 
 AT = datetime(2026, 12, 7, tzinfo=UTC)
 EVENTS: list[TurnEvent] = [
@@ -91,3 +98,44 @@ async def test_a_stream_that_does_not_start_at_the_first_event_is_not_resumable(
     await write(client, keys, [range(2, 7)])  # trimmed from the front
     assert await turns.replay("thr_1", "alice", TURN_EVENTS, -1) is None
     assert await turns.replay("thr_1", "bob", TURN_EVENTS, -1) is None  # and never another's
+
+
+async def test_a_paced_reply_reaches_redis_in_one_write_per_interval() -> None:
+    """A model pacing its tokens gets the stream's readers one write per token, but the
+    mirror gathers them: its first events at once, then everything held for the interval
+    (30 s here, longer than the turn) in the write the turn's end lets go at once."""
+    keys = Keys(f"test-{uuid.uuid4().hex[:12]}")
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    instances = Instances(client, keys, heartbeat_seconds=0.2)
+    registry = TurnRegistry()
+    terms = StreamTerms(ttl_seconds=60, running_ttl_seconds=60, max_events=1000, mirror_interval=30)
+    mirror = RedisTurnBuffer(client, keys, registry, instances, terms)
+    gates = [asyncio.Event() for _ in range(20)]
+    script = [step for i, gate in enumerate(gates) for step in (TextDelta(f"w{i} "), Block(gate))]
+    model = ScriptedModel(script)
+    service = TurnService(
+        store=InMemoryTurnStore(),
+        model=model,
+        registry=registry,
+        buffer=mirror,
+        limits=UserLimits("1000/minute", "async+memory://", max_streams=8),
+        config=TurnConfig(),
+    )
+    try:
+        await instances.beat()
+        turn = await service.start(message())
+        for index, gate in enumerate(gates):  # one token at a time, as a paced model sends them
+            await model.until_blocked(index + 1)
+            gate.set()
+        await settled(turn)
+        events = await logged(turn)
+        await mirror.close()
+        entries = await client.xrange(keys.turn(turn.spec.assistant_message_id))
+        assert 2 <= len(entries) <= 3, entries  # up to the first token; the rest at the end
+        elsewhere = RedisTurnBuffer(client, keys, TurnRegistry(), instances, terms)
+        replayed = await elsewhere.replay(turn.spec.conversation_id, "alice", TURN_EVENTS, -1)
+        assert replayed is not None
+        assert [event async for batch in replayed for _, event in batch] == events
+    finally:
+        await client.aclose()
+        drop_keys(REDIS_URL, keys.prefix)

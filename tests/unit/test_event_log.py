@@ -125,3 +125,24 @@ async def test_a_reader_far_behind_catches_up_in_bounded_batches() -> None:
     reader = log.batches(NAMES)
     sizes = [len(_ready(anext(reader))) for _ in range(3)]  # type: ignore[arg-type]
     assert sizes == [MAX_BATCH_ITEMS, MAX_BATCH_ITEMS, 5]
+
+
+async def test_a_reader_may_hold_its_writes_longer_than_the_log_does() -> None:
+    """The Redis mirror's own interval: while the stream's readers write every token at once
+    (no flush interval), the mirror gathers everything published meanwhile into its next
+    write, and its last one goes as soon as the log closes."""
+    log = EventLog(flush_interval=0)
+    log.start_coalescing()
+    log.publish(TextDelta("a"))
+    stream, mirror = log.batches(NAMES), log.batches(NAMES, interval=30)
+    assert await anext(stream) == [(0, "a")]
+    assert await anext(mirror) == [(0, "a")]
+    pending = asyncio.ensure_future(anext(mirror))
+    for word in ("b", "c", "d"):
+        log.publish(TextDelta(word))
+        assert _ready(anext(stream)) == [(len(log.events) - 1, word)]  # one write each
+    await asyncio.sleep(0)
+    assert not pending.done()  # pausing, for up to 30 s
+    log.close()
+    assert await asyncio.wait_for(pending, 5) == [(1, "b"), (2, "c"), (3, "d")]
+    assert [batch async for batch in mirror] == []

@@ -69,6 +69,7 @@ async def open_cluster(
         ttl_seconds=resume,
         running_ttl_seconds=resume + math.ceil(settings.turn_timeout_seconds),
         max_events=settings.resume_max_events,
+        mirror_interval=settings.redis_mirror_interval_seconds,
     )
     buffer = RedisTurnBuffer(client, keys, registry, instances, terms, metrics)
     remote = RedisRemoteTurns(client, keys, registry, instances, metrics)

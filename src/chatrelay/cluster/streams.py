@@ -1,7 +1,8 @@
 """Each turn's typed events in a Redis Stream, so any instance can follow or resume it.
 
 The instance running a turn mirrors its log: one pipelined round trip per write batch of
-the log (never one per token), entry `n+1-0` holding event `n` as `chatrelay.turns.codec`
+the log (never one per token: once text streams, at most one per
+REDIS_MIRROR_INTERVAL_SECONDS), entry `n+1-0` holding event `n` as `chatrelay.turns.codec`
 JSON. Readers there keep reading the log itself; a reader on any other instance follows the
 stream (XREAD BLOCK) and encodes the events with its own format's encoder, so it gets the
 same items with the same ids, byte for byte. A reader whose turn's instance stops beating
@@ -59,6 +60,9 @@ class StreamTerms:
     running_ttl_seconds: int
     """... and of a running one's: its whole time to run on top."""
     max_events: int
+    mirror_interval: float = 0.0
+    """Once a turn's text streams, one write per this long at most (the setting
+    REDIS_MIRROR_INTERVAL_SECONDS)."""
 
 
 class Unreadable(Exception):
@@ -144,7 +148,7 @@ class RedisTurnBuffer:
         with the next one (entry ids make a repeat harmless), and the last ones are retried
         a few times before giving up (a reader elsewhere then sees a gap, never a lie)."""
         pending: list[tuple[int, TurnEvent]] = []
-        async for batch in turn.batches(TURN_EVENTS):
+        async for batch in turn.batches(TURN_EVENTS, interval=self._terms.mirror_interval):
             pending.extend(batch)
             if await self._sent(turn, pending, point=not pointed):
                 pointed, pending = True, []

@@ -124,24 +124,27 @@ class EventLog:
             self._channels[wire_format.name] = channel
         return channel
 
-    async def batches(self, wire_format: WireFormat[T], after: int = -1) -> AsyncIterator[Batch[T]]:
+    async def batches(
+        self, wire_format: WireFormat[T], after: int = -1, interval: float | None = None
+    ) -> AsyncIterator[Batch[T]]:
         """The format's items after id `after`, then live ones until the log closes,
         everything published since the last batch at once: a reader that fell behind catches
         up in one write instead of one per item (in writes of `MAX_BATCH_ITEMS` when it is
-        that far behind). With a flush interval, once coalescing has started, a batch waits
-        that long after the previous one while the log is open: a burst of deltas becomes one
-        write."""
+        that far behind). With a flush interval (the log's, or this reader's `interval`),
+        once coalescing has started, a batch waits that long after the previous one while
+        the log is open: a burst of deltas becomes one write."""
         items = self._channel(wire_format).items
+        hold = self._flush_interval if interval is None else interval
         index = after + 1
         while True:
             end = min(len(items), index + MAX_BATCH_ITEMS)
             if index < end:
                 # As of this batch; a reader still catching up writes on at once.
-                hold_next = bool(self._flush_interval) and self._coalescing and end == len(items)
+                hold_next = bool(hold) and self._coalescing and end == len(items)
                 yield [(sequence, items[sequence]) for sequence in range(index, end)]
                 index = end
                 if hold_next and not self._closed:
-                    await self._pause(self._flush_interval)
+                    await self._pause(hold)
                 continue
             if self._closed:
                 return

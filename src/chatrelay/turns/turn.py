@@ -80,9 +80,12 @@ class Turn:
 
     # -- readers and control -------------------------------------------------------------
 
-    def batches(self, wire_format: WireFormat[T], after: int = -1) -> AsyncIterator[Batch[T]]:
-        """The turn's items in `wire_format` after id `after`, then live ones until it ends."""
-        return self._log.batches(wire_format, after)
+    def batches(
+        self, wire_format: WireFormat[T], after: int = -1, interval: float | None = None
+    ) -> AsyncIterator[Batch[T]]:
+        """The turn's items in `wire_format` after id `after`, then live ones until it ends
+        (at most one batch per `interval` once its text streams, when given)."""
+        return self._log.batches(wire_format, after, interval)
 
     @property
     def events(self) -> list[TurnEvent]:
