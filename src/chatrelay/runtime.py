@@ -31,6 +31,7 @@ from chatrelay.store import (
     sessionmaker,
     upgrade,
 )
+from chatrelay.tokens import TokenVerifier, open_verifier
 from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     InProcessTurnBuffer,
@@ -125,6 +126,8 @@ class Runtime:
     chatkit: ChatKitProtocol
     drain: Drain
     """The graceful stop: the server begins it on SIGTERM, the runtime's exit ends it."""
+    verifier: TokenVerifier
+    """Every entry point's token check: `AUTH_SECRET`, or the issuer's key set."""
     cluster: Cluster | None = None
     """What several instances share through Redis (None without `REDIS_URL`)."""
 
@@ -155,6 +158,9 @@ async def open_runtime(
     and `database_schema` are seams for tests.
     """
     async with AsyncExitStack() as stack:
+        # First: its first fetch of a key set (bounded by AUTH_JWKS_TIMEOUT_SECONDS) then
+        # runs while nothing else is waiting on it.
+        verifier = await stack.enter_async_context(open_verifier(settings))
         engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
@@ -198,6 +204,7 @@ async def open_runtime(
             todo=todo,
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
             drain=drain,
+            verifier=verifier,
             cluster=cluster,
         )
 
