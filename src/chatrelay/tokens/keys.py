@@ -7,7 +7,9 @@
   signed with them verify while the endpoint is down or slow, and no request waits on it.
 - A token with a `kid` the set lacks (a rotation) triggers one refetch, shared by every
   request that wants it at the same time, and at most one per
-  `AUTH_JWKS_MIN_REFRESH_SECONDS`: forged kids cannot make us hammer the issuer.
+  `AUTH_JWKS_MIN_REFRESH_SECONDS`: forged kids cannot make us hammer the issuer. One that
+  comes sooner is refused, and brings the next background refresh forward to the end of
+  that interval, so a key published just after a fetch is known within it.
 - Every fetch (discovery document and key set together) is bounded by
   `AUTH_JWKS_TIMEOUT_SECONDS`, and a body larger than `MAX_BODY_BYTES` is refused.
 - Only signing keys are kept: no `oct` (symmetric) key, none whose `use` is not `sig` or
@@ -97,6 +99,8 @@ class KeySet:
         self._failures = 0
         self._inflight: asyncio.Task[bool] | None = None
         self._upkeep: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._fetched_once = asyncio.Event()
         self.fetches = 0
         """Fetches attempted (each may be a discovery request plus a key set request)."""
 
@@ -115,6 +119,10 @@ class KeySet:
 
     def current(self) -> Keys | None:
         return self._keys
+
+    async def wait_ready(self) -> None:
+        """Until a key set has been fetched."""
+        await self._fetched_once.wait()
 
     async def start(self) -> None:
         await self.refresh()
@@ -136,6 +144,8 @@ class KeySet:
         waited = self._clock() - self._last_attempt
         if self._inflight is not None or waited >= self._config.min_refresh:
             await self.refresh()
+        else:
+            self._bring_forward(self._last_attempt + self._config.min_refresh)
         keys = self._keys
         return None if keys is None else keys.by_kid.get(kid)
 
@@ -146,6 +156,11 @@ class KeySet:
             self._inflight = asyncio.create_task(self._fetch_once(), name="jwks-fetch")
             self._inflight.add_done_callback(self._fetched)
         return await asyncio.shield(self._inflight)
+
+    def _bring_forward(self, due: float) -> None:
+        if due < self._due:
+            self._due = due
+            self._wake.set()
 
     def _fetched(self, task: asyncio.Task[bool]) -> None:
         if self._inflight is task:
@@ -162,6 +177,7 @@ class KeySet:
             return False
         self._keys, self._failures = keys, 0
         self._due = self._clock() + keys.ttl
+        self._fetched_once.set()
         logger.info("fetched %d signing key(s) from %s", len(keys.by_kid), self.source)
         return True
 
@@ -192,7 +208,10 @@ class KeySet:
         while True:
             delay = self._due - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 continue
             await self.refresh()
 

@@ -174,6 +174,10 @@ class KeySetVerifier:
     def ready(self) -> bool:
         return self._keys.ready
 
+    @property
+    def keys(self) -> KeySet:
+        return self._keys
+
     async def verify(self, token: str) -> str:
         digest = self._verified.digest(token)
         entry = self._verified.get(digest)
