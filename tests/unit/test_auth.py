@@ -44,13 +44,25 @@ async def test_a_verified_token_is_remembered_until_it_expires() -> None:
     check._verified._clock = lambda: now[0]  # the cache's clock only; PyJWT's is real
     token = mint_token(s, "alice", ttl_seconds=60)
     assert await check.verify(token) == "alice"
-    entry = check._verified.get(check._verified.digest(token))
+    entry = check._verified.get(token)
     assert entry is not None and entry.user == "alice"
     now[0] = entry.expires + 1
-    assert check._verified.get(check._verified.digest(token)) is None
+    assert check._verified.get(token) is None
 
 
 async def test_another_user_claim_names_the_user() -> None:
     s = settings(auth_user_claim="email")
     token = mint_token(s, "alice@example.com")
     assert await verify_token(verifier(s), f"Bearer {token}") == "alice@example.com"
+
+
+def test_remembered_tokens_are_bounded_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatrelay.tokens import verify
+
+    monkeypatch.setattr(verify, "VERIFIED_TOKEN_BYTES", 100)
+    remembered = verify._Verified(leeway=0, clock=lambda: 0.0)
+    for name in ("a", "b", "c"):
+        remembered.put(name * 40, verify._Entry(name, 10.0, None))
+    assert remembered.get("a" * 40) is None  # the least recently used went first
+    assert remembered.get("b" * 40) is not None and remembered.get("c" * 40) is not None
+    assert remembered._bytes == 80

@@ -5,12 +5,12 @@ one signed with a public key as its secret, as `alg` is checked against `AUTH_AL
 
 A verified token is remembered (`_Verified`) until its `exp`, so a client sending the same
 token on every request pays for its signature once; with a key set, only while the key that
-verified it is still in the set (a key removed from the set stops its tokens at once).
+verified it is still the one in the set (a key removed from the set stops its tokens at once;
+a refetched set makes each token's signature be checked once more).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -22,13 +22,13 @@ from typing import Protocol
 import jwt
 
 from chatrelay.config import Settings
-from chatrelay.tokens.keys import JWK, KeySet, open_key_set
+from chatrelay.tokens.keys import JWK, Keys, KeySet, open_key_set
 from chatrelay.tokens.mint import ALGORITHMS
 
 logger = logging.getLogger("chatrelay.auth")
 
-VERIFIED_TOKENS = 10_000
-"""Verified tokens remembered (32-byte digests, not the tokens), least recently used out."""
+VERIFIED_TOKEN_BYTES = 16 * 1024 * 1024
+"""How much token text the verified tokens may hold; the least recently used go first."""
 
 
 class TokenRejected(Exception):
@@ -106,38 +106,42 @@ class ClaimRules:
 class _Entry:
     user: str
     expires: float
-    key: JWK | None
+    keys: Keys | None
+    """The key set it was verified with: a hit counts only while that set is the current one."""
 
 
 class _Verified:
-    """Tokens already verified, by digest, until their `exp` (+ leeway)."""
+    """Tokens already verified, until their `exp` (+ leeway). Keyed by the token itself: a
+    dict compares the whole string on a hash match, so a hit is this exact token (a digest
+    would cost more than the lookup on every request, for long RSA tokens most)."""
 
     def __init__(self, leeway: float, clock: Callable[[], float] = time.time) -> None:
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
         self._leeway = leeway
         self._clock = clock
 
-    @staticmethod
-    def digest(token: str) -> bytes:
-        return hashlib.sha256(token.encode()).digest()
-
-    def get(self, digest: bytes) -> _Entry | None:
-        entry = self._entries.get(digest)
+    def get(self, token: str) -> _Entry | None:
+        entry = self._entries.get(token)
         if entry is None:
             return None
         if self._clock() >= entry.expires + self._leeway:
-            del self._entries[digest]
+            self.forget(token)
             return None
-        self._entries.move_to_end(digest)
+        self._entries.move_to_end(token)
         return entry
 
-    def put(self, digest: bytes, user: str, expires: float, key: JWK | None) -> None:
-        self._entries[digest] = _Entry(user, expires, key)
-        if len(self._entries) > VERIFIED_TOKENS:
-            self._entries.popitem(last=False)
+    def put(self, token: str, entry: _Entry) -> None:
+        self.forget(token)
+        self._entries[token] = entry
+        self._bytes += len(token)
+        while self._bytes > VERIFIED_TOKEN_BYTES:
+            oldest, _ = self._entries.popitem(last=False)
+            self._bytes -= len(oldest)
 
-    def forget(self, digest: bytes) -> None:
-        self._entries.pop(digest, None)
+    def forget(self, token: str) -> None:
+        if self._entries.pop(token, None) is not None:
+            self._bytes -= len(token)
 
 
 class SecretVerifier:
@@ -151,12 +155,11 @@ class SecretVerifier:
         self._verified = _Verified(rules.leeway)
 
     async def verify(self, token: str) -> str:
-        digest = self._verified.digest(token)
-        entry = self._verified.get(digest)
+        entry = self._verified.get(token)
         if entry is not None:
             return entry.user
         user, expires = self._rules.decode(token, self._secret, ALGORITHMS)
-        self._verified.put(digest, user, expires, None)
+        self._verified.put(token, _Entry(user, expires, None))
         return user
 
 
@@ -179,12 +182,11 @@ class KeySetVerifier:
         return self._keys
 
     async def verify(self, token: str) -> str:
-        digest = self._verified.digest(token)
-        entry = self._verified.get(digest)
+        entry = self._verified.get(token)
         if entry is not None:
-            if self._still_holds(entry.key):
+            if entry.keys is self._keys.current():
                 return entry.user
-            self._verified.forget(digest)
+            self._verified.forget(token)  # the set was refetched: is its key still there?
         alg, kid = self._header(token)
         if not self._keys.ready:
             raise KeysUnavailable(
@@ -192,8 +194,9 @@ class KeySetVerifier:
                 self._keys.retry_after(),
             )
         key = await self._key(kid)
+        keys = self._keys.current()  # the set `key` is from (no await since it was read)
         user, expires = self._rules.decode(token, self._prepare(kid or "", alg, key), [alg])
-        self._verified.put(digest, user, expires, key)
+        self._verified.put(token, _Entry(user, expires, keys))
         return user
 
     def _header(self, token: str) -> tuple[str, str | None]:
@@ -236,13 +239,6 @@ class KeySetVerifier:
             raise TokenRejected(f"the key {kid!r} cannot verify {alg!r}: {exc}") from exc
         self._prepared[(kid, alg)] = (key, pyjwk)
         return pyjwk
-
-    def _still_holds(self, key: JWK | None) -> bool:
-        keys = self._keys.current()
-        if keys is None or key is None:
-            return False
-        current = keys.by_kid.get(str(key.get("kid", "")))
-        return current is key or current == key
 
 
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "EdDSA": "Ed25519"}
