@@ -4,6 +4,9 @@ discovery document, and can be made down (503) or slow, and counts what it was a
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -92,6 +95,19 @@ def better_auth_claims(base_url: str, user_id: str = "alice", ttl: int = 900) ->
         "iss": base_url,
         "aud": base_url,
     }
+
+
+def hs256_signed_with(secret: bytes, kid: str, payload: dict[str, Any] | None = None) -> str:
+    """An HS256 token whose secret is, say, a public key (PEM or JWK text): what an
+    algorithm-confusion attack sends. Made by hand, as PyJWT refuses such secrets."""
+
+    def part(value: dict[str, Any]) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+    header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+    signing_input = part(header) + b"." + part(payload or claims())
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
 
 
 class Issuer:

@@ -6,10 +6,6 @@ The WebSocket's sign-in is proven against a real `chatrelay serve` (test_jwks_pr
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +17,13 @@ from fastapi import FastAPI
 
 from chatrelay.tokens import KeySetVerifier
 from tests.conftest import AppFactory, auth, client_for
-from tests.fakes.jwks import Issuer, SigningKey, better_auth_claims, claims, serving
+from tests.fakes.jwks import (
+    Issuer,
+    SigningKey,
+    better_auth_claims,
+    hs256_signed_with,
+    serving,
+)
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -109,15 +111,6 @@ async def test_every_entry_point_takes_the_issuers_token_and_refuses_an_hs256_on
         assert_refused(response, "alg 'HS256' is not allowed")
 
 
-def _hs256_with(secret: bytes, kid: str) -> str:
-    def part(value: dict[str, Any]) -> bytes:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
-
-    signing_input = part({"alg": "HS256", "typ": "JWT", "kid": kid}) + b"." + part(claims())
-    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
-    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
-
-
 def bad_tokens(issuer: Issuer) -> dict[str, str]:
     ed = issuer.keys[0]
     p256 = issuer.add("p256")
@@ -127,7 +120,7 @@ def bad_tokens(issuer: Issuer) -> dict[str, str]:
     good = better_auth_claims(issuer.url)
     return {
         "alg none": jwt.encode(good, None, algorithm="none", headers={"kid": ed.kid}),
-        "HS256, public key as secret": _hs256_with(pem, ed.kid),
+        "HS256, public key as secret": hs256_signed_with(pem, ed.kid),
         "wrong iss": ed.sign({**good, "iss": "https://evil.example"}),
         "wrong aud": ed.sign({**good, "aud": "https://other.example"}),
         "expired": ed.sign({**good, "exp": int(good["iat"]) - 10}),

@@ -18,7 +18,7 @@ import pytest
 from chatrelay.config import Settings
 from chatrelay.tokens import mint_token
 from tests.fakes.jwks import Issuer, better_auth_claims, serving
-from tests.integration.processes import CLI, SECRET, free_port, process_env
+from tests.integration.processes import CLI, SECRET, Server, process_env
 from tests.ws import open_socket
 
 pytestmark = pytest.mark.slow  # a real server process
@@ -31,41 +31,11 @@ def issuer() -> Iterator[Issuer]:
         yield running
 
 
-class Serving:
-    """`chatrelay serve` once it answers `/healthz` (not `/readyz`: that is the point)."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / "serve.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [CLI, "serve", "--port", str(self.port)],
-                env=env,
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError(self.log.read_text())
-
-    def until_ready(self, within: float = 15) -> None:
-        deadline = time.monotonic() + within
-        while httpx.get(f"{self.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.1)  # the server's background retry, in another process
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+def until_ready(server: Server, within: float = 15) -> None:
+    deadline = time.monotonic() + within
+    while httpx.get(f"{server.url}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)  # the server's background retry, in another process
 
 
 def jwks_env(issuer: Issuer, cwd: Path) -> dict[str, str]:
@@ -92,7 +62,7 @@ def test_down_at_start_up_then_served_then_cached_while_down(
     issuer: Issuer, tmp_path: Path
 ) -> None:
     issuer.down = True
-    server = Serving(jwks_env(issuer, tmp_path), tmp_path)
+    server = Server(jwks_env(issuer, tmp_path), tmp_path, probe="/healthz")
     try:
         token = issuer.keys[0].sign(better_auth_claims(issuer.url, "alice"))
         headers = {"Authorization": f"Bearer {token}"}
@@ -107,7 +77,7 @@ def test_down_at_start_up_then_served_then_cached_while_down(
         assert "cannot fetch the signing keys" in server.log.read_text()
 
         issuer.down = False
-        server.until_ready()
+        until_ready(server)
         served = httpx.post(chat, json={"message": "hi"}, headers=headers, timeout=30)
         assert served.status_code == 200, served.text
         signed_in = asyncio.run(ws_sign_in(server.url, token))

@@ -4,9 +4,6 @@ server on 127.0.0.1 (`tests/fakes/jwks.py`): what is fetched when, and how often
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from chatrelay.tokens import KeySet, KeySetVerifier, KeysUnavailable, TokenRejected
 from chatrelay.tokens.keys import KeySetConfig, KeySetError, signing_keys
 from chatrelay.tokens.verify import ClaimRules
-from tests.fakes.jwks import Issuer, SigningKey, better_auth_claims, claims, serving
+from tests.fakes.jwks import (
+    Issuer,
+    SigningKey,
+    better_auth_claims,
+    claims,
+    hs256_signed_with,
+    serving,
+)
 
 ALL = ("EdDSA", "ES256", "RS256", "PS256")
 
@@ -225,17 +229,6 @@ def test_only_signing_keys_are_kept() -> None:
         signing_keys({"key": []})
 
 
-def _hs256_with(secret: bytes, kid: str) -> str:
-    """An HS256 token whose secret is a public key: what an algorithm-confusion attack sends."""
-
-    def part(value: dict[str, Any]) -> bytes:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
-
-    signing_input = part({"alg": "HS256", "typ": "JWT", "kid": kid}) + b"." + part(claims())
-    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
-    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
-
-
 async def test_tokens_that_must_not_verify(issuer: Issuer) -> None:
     ed = issuer.keys[0]
     rsa = issuer.add("rsa")
@@ -245,9 +238,9 @@ async def test_tokens_that_must_not_verify(issuer: Issuer) -> None:
     unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": ed.kid})
     refused = {
         "alg none": (unsigned, "alg 'none' is not allowed"),
-        "HS256, the PEM as secret": (_hs256_with(pem, rsa.kid), "alg 'HS256' is not allowed"),
+        "HS256, the PEM as secret": (hs256_signed_with(pem, rsa.kid), "alg 'HS256' is not allowed"),
         "HS256, the JWK as secret": (
-            _hs256_with(json.dumps(rsa.jwk()).encode(), rsa.kid),
+            hs256_signed_with(json.dumps(rsa.jwk()).encode(), rsa.kid),
             "alg 'HS256' is not allowed",
         ),
         "expired": (ed.sign(claims(ttl=-10)), "expired"),
