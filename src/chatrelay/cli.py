@@ -21,7 +21,7 @@ from chatrelay.config import (
     Settings,
     find_env_file,
     load_settings,
-    missing_secret,
+    mint_refusal,
 )
 from chatrelay.logs import configure_logging
 from chatrelay.transcripts.arguments import free_to_listen, one_line, port, reason
@@ -116,8 +116,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from chatrelay.tokens import mint_token
 
-    if not settings.auth_secret:
-        raise CommandError(missing_secret(args.env_file))
+    refused = mint_refusal(settings, args.env_file)
+    if refused is not None:
+        raise CommandError(refused)
     print(mint_token(settings, args.user, args.ttl))
     return 0
 

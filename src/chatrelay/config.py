@@ -16,6 +16,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 logger = logging.getLogger("chatrelay")
 
 MIN_PRODUCTION_SECRET_BYTES = 32
+ASYMMETRIC_ALGORITHMS = frozenset(
+    ("EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+)
+"""What `AUTH_ALGORITHMS` may name: public-key signatures only. A key set's public key is
+public, so an HMAC allowed beside it could be signed with that key as its secret."""
+DEFAULT_ALGORITHMS = ["EdDSA", "ES256", "RS256", "PS256"]
 
 
 class Settings(BaseSettings):
@@ -37,9 +43,29 @@ class Settings(BaseSettings):
     auth_secret: str | None = Field(
         default=None, validation_alias=AliasChoices("AUTH_SECRET", "BETTER_AUTH_SECRET")
     )
-    """HS256 secret shared with whoever mints tokens (e.g. a Better Auth frontend)."""
+    """HS256 secret shared with whoever mints tokens. Not used once a key set is configured
+    (`uses_jwks`): then only the key set's public keys verify."""
     auth_issuer: str | None = None
+    """`iss` every token must carry. Without `AUTH_SECRET` (and `AUTH_JWKS_URL`), also where
+    the key set is discovered (`<issuer>/.well-known/openid-configuration`)."""
     auth_audience: str | None = None
+    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    """The issuer's public key set (JWKS): tokens are verified with its keys, by `kid`."""
+    auth_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALGORITHMS), min_length=1
+    )
+    """With a key set: the `alg`s a token may use (public-key signatures only)."""
+    auth_user_claim: str = Field(default="sub", min_length=1)
+    """The claim that names the user (a non-empty string)."""
+    auth_leeway_seconds: float = Field(default=0.0, ge=0, le=600)
+    """Clock skew allowed on `exp`, `nbf` and `iat`."""
+    auth_jwks_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    """Each fetch of the key set (and of the discovery document) gives up after this long."""
+    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    """A token with an unknown `kid` refetches the key set at most once per this long."""
+    auth_jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    """How long a fetched key set is used before it is refreshed (in the background), when
+    its response has no `Cache-Control: max-age`."""
     model: str = "offline"
     """`offline` for the deterministic built-in model, else a model name for the OpenAI provider."""
     openai_api_key: str | None = None
@@ -109,6 +135,7 @@ class Settings(BaseSettings):
         "auth_secret",
         "auth_issuer",
         "auth_audience",
+        "auth_jwks_url",
         "openai_api_key",
         "openai_base_url",
         "transcript_dir",
@@ -120,18 +147,38 @@ class Settings(BaseSettings):
         # `FOO=` in an env file or `${FOO:-}` in compose means "not set", not "the empty string".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("cors_origins", "model_allowlist", mode="before")
+    @field_validator("cors_origins", "model_allowlist", "auth_algorithms", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _public_key_algorithms(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            raise ValueError(f"{', '.join(refused)} not allowed; choose from {allowed}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_key_set(self) -> Self:
+        if self.uses_jwks and self.dev_login:
+            raise ValueError(
+                "DEV_LOGIN=true mints HS256 tokens, which a server verifying with a key set "
+                "(AUTH_JWKS_URL, or AUTH_ISSUER without AUTH_SECRET) refuses: turn it off"
+            )
+        return self
+
     @model_validator(mode="after")
     def _check_production_secret(self) -> Self:
-        if self.env == "production":
+        if self.env == "production" and not self.uses_jwks:
             if not self.auth_secret:
-                raise ValueError("AUTH_SECRET is required when ENV=production")
+                raise ValueError(
+                    "AUTH_SECRET (or AUTH_JWKS_URL, or AUTH_ISSUER) is required when ENV=production"
+                )
             if len(self.auth_secret.encode()) < MIN_PRODUCTION_SECRET_BYTES:
                 raise ValueError(
                     f"AUTH_SECRET needs {MIN_PRODUCTION_SECRET_BYTES}+ bytes in production"
@@ -152,6 +199,14 @@ class Settings(BaseSettings):
                 f"MODEL={self.model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
             )
         return self
+
+    @property
+    def uses_jwks(self) -> bool:
+        """Tokens are verified with a key set (asymmetric only), not `AUTH_SECRET`: with
+        `AUTH_JWKS_URL`, or with `AUTH_ISSUER` and no secret (the set is then discovered)."""
+        return self.auth_jwks_url is not None or (
+            self.auth_issuer is not None and self.auth_secret is None
+        )
 
     @cached_property
     def jwt_secret(self) -> str:
@@ -240,6 +295,26 @@ def load_settings(env_file: Path | None = None) -> Settings:
     except ValidationError as exc:
         where = f"the environment and {env_file}" if env_file else "the environment"
         raise ConfigError(f"invalid configuration (read from {where}): {_one_line(exc)}") from exc
+
+
+def cannot_mint(settings: Settings) -> str | None:
+    """Why no token can be minted with these settings (a key set verifies them), or None."""
+    if not settings.uses_jwks:
+        return None
+    source = settings.auth_jwks_url or f"the key set of {settings.auth_issuer}"
+    return (
+        f"cannot mint a token: this server verifies tokens with {source} (public keys only), "
+        "and only the issuer holds the private key. Get a token from the issuer (see the "
+        "README's recipes), or unset AUTH_JWKS_URL/AUTH_ISSUER to use AUTH_SECRET (HS256)."
+    )
+
+
+def mint_refusal(settings: Settings, env_file: Path | None) -> str | None:
+    """Why `chatrelay token` (or a transcript command) cannot mint a token that this
+    configuration's server accepts, or None: a key set verifies tokens, or no secret."""
+    if settings.uses_jwks:
+        return cannot_mint(settings)
+    return None if settings.auth_secret else missing_secret(env_file)
 
 
 def missing_secret(env_file: Path | None) -> str:

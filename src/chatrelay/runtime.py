@@ -31,6 +31,7 @@ from chatrelay.store import (
     sessionmaker,
     upgrade,
 )
+from chatrelay.tokens import TokenVerifier, open_verifier
 from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     InProcessTurnBuffer,
@@ -125,6 +126,8 @@ class Runtime:
     chatkit: ChatKitProtocol
     drain: Drain
     """The graceful stop: the server begins it on SIGTERM, the runtime's exit ends it."""
+    verifier: TokenVerifier
+    """Every entry point's token check: `AUTH_SECRET`, or the issuer's key set."""
     cluster: Cluster | None = None
     """What several instances share through Redis (None without `REDIS_URL`)."""
 
@@ -150,17 +153,17 @@ async def open_runtime(
     """Build the runtime; on exit, running turns get `SHUTDOWN_GRACE_SECONDS` to finish (then
     they are stopped and saved) before the tools and the database close (see `Drain`).
 
-    The database schema comes first: brought to head (or, with `MIGRATE_ON_START=false`,
-    checked to be there) before anything can run a turn; see `_schema_at_start`. `provider`
-    and `database_schema` are seams for tests.
-    """
+    The database schema comes first after the token verifier: brought to head (or, with
+    `MIGRATE_ON_START=false`, checked to be there) before anything can run a turn; see
+    `_schema_at_start`. `provider` and `database_schema` are seams for tests."""
     async with AsyncExitStack() as stack:
+        # First: a key set's first fetch (AUTH_JWKS_TIMEOUT_SECONDS at most) holds up nothing.
+        verifier = await stack.enter_async_context(open_verifier(settings))
         engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
-        model = await stack.enter_async_context(
-            open_turn_model(settings, todo, acting_as, provider)
-        )
+        turn_model = open_turn_model(settings, todo, acting_as, provider)
+        model = await stack.enter_async_context(turn_model)
         limits = _user_limits(settings)
         stack.push_async_callback(limits.close)
         registry = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
@@ -198,6 +201,7 @@ async def open_runtime(
             todo=todo,
             chatkit=ChatKitProtocol(turns, sessions, settings.model),
             drain=drain,
+            verifier=verifier,
             cluster=cluster,
         )
 

@@ -60,7 +60,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    """`chatrelay serve`, once `probe` answers 200 (`/healthz`: started, ready or not)."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, probe: str = "/readyz") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
@@ -77,7 +79,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(self.log.read_text())
             try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                if httpx.get(f"{self.url}{probe}").status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)

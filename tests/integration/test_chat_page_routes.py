@@ -126,7 +126,7 @@ async def test_dev_login_mints_a_token_the_server_accepts(app_factory: AppFactor
             "/chatkit", json={"type": "threads.list", "params": {}}, headers=headers
         )
     assert threads.status_code == 200
-    assert verify_token(app.state.runtime.settings, headers["Authorization"]) == "carol"
+    assert await verify_token(app.state.runtime.verifier, headers["Authorization"]) == "carol"
 
 
 @pytest.mark.parametrize(

@@ -211,3 +211,50 @@ def test_the_chat_page_is_on_except_in_production_unless_set(
     else:
         monkeypatch.setenv("UI_ENABLED", ui_enabled)
     assert settings().serve_ui is serve_ui
+
+
+# Which verifier: AUTH_SECRET (HS256), or a key set (AUTH_JWKS_URL, or AUTH_ISSUER alone).
+
+JWKS = "https://auth.example/api/auth/jwks"
+
+
+def test_a_key_set_is_used_with_a_jwks_url_or_an_issuer_without_a_secret() -> None:
+    assert settings(auth_secret="k" * 64).uses_jwks is False
+    assert settings(auth_secret="k" * 64, auth_issuer="https://auth.example").uses_jwks is False
+    assert settings(auth_issuer="https://auth.example").uses_jwks is True  # discovered
+    # Both set: the key set wins and the secret is not used (BETTER_AUTH_SECRET is often
+    # in the same env file as the JWKS URL).
+    assert settings(auth_secret="k" * 64, auth_jwks_url=JWKS).uses_jwks is True
+
+
+def test_algorithms_are_public_key_ones_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().auth_algorithms == ["EdDSA", "ES256", "RS256", "PS256"]
+    monkeypatch.setenv("AUTH_ALGORITHMS", "EdDSA, RS256")
+    assert settings().auth_algorithms == ["EdDSA", "RS256"]
+    for refused in ("HS256", "none", "EdDSA,HS512", ""):
+        monkeypatch.setenv("AUTH_ALGORITHMS", refused)
+        with pytest.raises(ValidationError, match="AUTH_ALGORITHMS|auth_algorithms"):
+            settings()
+
+
+def test_a_jwks_url_must_be_http_or_https() -> None:
+    with pytest.raises(ValidationError, match="auth_jwks_url"):
+        settings(auth_jwks_url="file:///etc/keys.json")
+    assert settings(auth_jwks_url="").auth_jwks_url is None
+
+
+def test_production_with_a_key_set_needs_no_secret_and_refuses_the_dev_login() -> None:
+    assert settings(env="production", auth_jwks_url=JWKS).uses_jwks
+    with pytest.raises(ValidationError, match="DEV_LOGIN=true mints HS256 tokens"):
+        settings(auth_jwks_url=JWKS, dev_login=True)
+    with pytest.raises(ValidationError, match="AUTH_SECRET \\(or AUTH_JWKS_URL"):
+        settings(env="production")
+
+
+def test_minting_is_refused_with_a_key_set_and_says_why() -> None:
+    refusal = config.mint_refusal(settings(auth_secret="k" * 64, auth_jwks_url=JWKS), None)
+    assert refusal is not None and refusal.startswith(
+        f"cannot mint a token: this server verifies tokens with {JWKS}"
+    )
+    assert config.mint_refusal(settings(auth_secret="k" * 64), None) is None
+    assert config.mint_refusal(settings(), None) == missing_secret(None)

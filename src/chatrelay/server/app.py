@@ -72,8 +72,7 @@ def create_app(
             )
             transport = await stack.enter_async_context(streamable_http(runtime.todo))
             app.state.runtime = runtime
-            app.state.mcp_http = AuthenticatedMCP(settings, transport)
-            _ = settings.jwt_secret  # resolve (and warn about) a missing secret at start-up
+            app.state.mcp_http = AuthenticatedMCP(runtime.verifier, transport)
             logger.info("chatrelay %s ready (model=%s)", __version__, settings.model)
             yield
 

@@ -1,41 +1,34 @@
-"""Bearer JWT verification: HS256 only, `sub` and `exp` required, iss/aud when configured."""
+"""Bearer tokens, checked in this one place for every entry point (chat, ChatKit, resume,
+cancel, history, `/mcp`, WebSocket) with the runtime's `TokenVerifier`: `AUTH_SECRET`
+(HS256) or the issuer's key set (`chatrelay.tokens.verify`)."""
 
 from __future__ import annotations
 
-import jwt
-
-from chatrelay.config import Settings
-from chatrelay.server.errors import InvalidToken, Unauthorized
-from chatrelay.tokens import ALGORITHMS
+from chatrelay.server.errors import InvalidToken, ServiceUnavailable, Unauthorized, retry_after
+from chatrelay.tokens import KeysUnavailable, TokenRejected, TokenVerifier
 
 MAX_TOKEN_BYTES = 8192  # real tokens are far smaller; don't spend CPU decoding huge ones
 
 
-def verify_token(settings: Settings, authorization: str | None) -> str:
-    """Return the token's subject, or raise `Unauthorized` (401 + WWW-Authenticate).
+async def verify_token(verifier: TokenVerifier, authorization: str | None) -> str:
+    """Return the token's user, or raise `Unauthorized` (401 + WWW-Authenticate).
 
     `InvalidToken` when a bearer token was presented but fails; plain `Unauthorized` when
-    there is none (RFC 6750 §3.1: then the challenge carries no error code).
+    there is none (RFC 6750 §3.1: then the challenge carries no error code). With a key
+    set never fetched yet, `ServiceUnavailable` (503 + `Retry-After`): the token may be
+    good, and the client should come back rather than sign in again.
     """
     if not authorization:
         raise Unauthorized("missing bearer token")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken("invalid token: too large")
     try:
-        claims = jwt.decode(
-            token.strip(),
-            settings.jwt_secret,
-            algorithms=ALGORITHMS,
-            issuer=settings.auth_issuer,
-            audience=settings.auth_audience,
-            options={"require": ["sub", "exp"], "verify_aud": settings.auth_audience is not None},
-        )
-    except jwt.InvalidTokenError as exc:
+        return await verifier.verify(token)
+    except TokenRejected as exc:
         raise InvalidToken(f"invalid token: {exc}") from exc
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise InvalidToken("invalid token: 'sub' must be a non-empty string")
-    return subject
+    except KeysUnavailable as exc:
+        raise ServiceUnavailable(str(exc), headers=retry_after(exc.retry_after)) from exc

@@ -21,16 +21,20 @@ async def get_runtime(connection: HTTPConnection) -> Runtime:
 
 Context = Annotated[Runtime, Depends(get_runtime)]
 AuthorizationHeader = Annotated[
-    str | None, Header(description="`Bearer <JWT>` (HS256, with `sub` and `exp`)")
+    str | None,
+    Header(
+        description="`Bearer <JWT>`: HS256 with `AUTH_SECRET`, or signed by a key of the "
+        "issuer's key set (`AUTH_JWKS_URL`); `exp` and the user claim required"
+    ),
 ]
 
 
-def authenticate(runtime: Runtime, authorization: str | None, path_user_id: str) -> str:
+async def authenticate(runtime: Runtime, authorization: str | None, path_user_id: str) -> str:
     """The verified token's subject, which must be the user named in the path.
 
     From here on the user id comes from the token alone.
     """
-    subject = verify_token(runtime.settings, authorization)
+    subject = await verify_token(runtime.verifier, authorization)
     if subject != path_user_id:
         raise Forbidden("the token does not belong to this user")
     return subject

@@ -6,7 +6,8 @@ to them in the ASGI scope (never taken from the request body or MCP `_meta`).
 What this edge answers before the SDK's transport sees a request:
 
 - 401 to any method without a valid token, with the RFC 9728 challenge that points an MCP
-  client at the Protected Resource Metadata (`server/routes/mcp_metadata.py`).
+  client at the Protected Resource Metadata (`server/routes/mcp_metadata.py`); 503 with
+  `Retry-After` while the issuer's key set has never been fetched.
 - 405 (`Allow: POST`) to anything but POST. The server is stateless, so it has no stream of
   its own messages to offer on GET and no session to end on DELETE: the MCP spec (2025-06-18,
   transports) says to answer 405 then. The SDK (mcp 2.3) still opens an SSE stream on a
@@ -26,10 +27,10 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chatrelay.config import Settings
 from chatrelay.server.auth import verify_token
-from chatrelay.server.errors import InvalidToken, Unauthorized
+from chatrelay.server.errors import InvalidToken, ServiceUnavailable, Unauthorized, answer_for
 from chatrelay.server.middleware import send_json
+from chatrelay.tokens import TokenVerifier
 from chatrelay.tools.todo import SCOPE_USER_KEY
 
 MCP_PATH = "/mcp"
@@ -109,18 +110,23 @@ class AuthenticatedMCP:
     client without one learns where to get one rather than what the endpoint does.
     """
 
-    def __init__(self, settings: Settings, transport: ASGIApp) -> None:
-        self._settings = settings
+    def __init__(self, verifier: TokenVerifier, transport: ASGIApp) -> None:
+        self._verifier = verifier
         self._transport = transport
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", []))
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         try:
-            user_id = verify_token(self._settings, authorization)
+            user_id = await verify_token(self._verifier, authorization)
         except Unauthorized as error:
             answer = {**error.headers, "WWW-Authenticate": challenge(scope, error)}
             await send_json(send, error.status_code, {"detail": error.detail}, answer)
+            return
+        except ServiceUnavailable as error:
+            unavailable = answer_for(error)
+            assert unavailable is not None
+            await send_json(send, 503, unavailable.body, dict(unavailable.headers))
             return
         method = scope["method"]
         if method != "POST":

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatrelay.config import CommandError, Settings, missing_secret
+from chatrelay.config import CommandError, Settings, mint_refusal
 from chatrelay.transcripts.arguments import (
     base_url,
     envelope,
@@ -87,8 +87,9 @@ def _authorization(settings: Settings, user: str, env_file: Path | None) -> str:
     """The bearer token a command sends for `user`, minted with the server's secret."""
     from chatrelay.tokens import mint_token
 
-    if not settings.auth_secret:
-        raise CommandError(missing_secret(env_file))
+    refused = mint_refusal(settings, env_file)
+    if refused is not None:
+        raise CommandError(refused)
     return f"Bearer {mint_token(settings, user)}"
 
 
@@ -142,8 +143,9 @@ class _Checked:
 
 def _checkable(args: argparse.Namespace, settings: Settings) -> list[_Checked]:
     """Every file, loaded and given its token, before the first request is sent."""
-    if not settings.auth_secret:
-        raise CommandError(missing_secret(args.env_file))
+    refused = mint_refusal(settings, args.env_file)
+    if refused is not None:
+        raise CommandError(refused)
     user = None if args.user is None else user_name(args.user)
     checked: list[_Checked] = []
     for path, transcript in zip(args.files, transcripts(args.files), strict=True):

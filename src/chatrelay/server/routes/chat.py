@@ -120,10 +120,10 @@ async def chat(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | ChatResponse:
     if isinstance(request, ChatKitEnvelope):  # a ChatKit widget pointed at this URL
-        user = authenticate(context, authorization, user_id)
+        user = await authenticate(context, authorization, user_id)
         return await chatkit.answer(context, user, request.model_dump())
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     if representation is Representation.SSE:
         return stream_response(await chat_stream(context, user, request), context.settings)
     spec = chat_spec(user, request)

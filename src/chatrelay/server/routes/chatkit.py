@@ -57,5 +57,5 @@ async def chatkit_endpoint(
     if not await request.body():
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise InvalidFields([missing])  # as FastAPI says it on the chat URL
-    user_id = verify_token(context.settings, authorization)
+    user_id = await verify_token(context.verifier, authorization)
     return await answer(context, user_id, await request.json())  # parsed by JsonBodyRoute

@@ -44,7 +44,7 @@ async def cancel(
     conversation_id: Annotated[str, Path(min_length=1, max_length=64)],
     authorization: AuthorizationHeader = None,
 ) -> Stopped:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     return await stop_turn(context, user, conversation_id)
 
 
@@ -78,7 +78,7 @@ async def resume(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query()] = None,
 ) -> Response:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     stream = await resume_stream(
         context, user, conversation_id, sequence_id(last_event_id_header or last_event_id)
     )

@@ -24,15 +24,24 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers and its schema is at head (Redis, when used, is reported)",
+    summary="The database answers, its schema is at head and tokens can be checked "
+    "(Redis, when used, is reported)",
     responses={
-        503: {"description": "Shutting down, the database unreachable, or its schema behind"}
+        503: {
+            "description": "Shutting down, the database unreachable or its schema behind, "
+            "or the issuer's key set never fetched"
+        }
     },
 )
 async def readyz(context: Context) -> JSONResponse:
     if context.drain.draining:
         # SIGTERM: a balancer stops routing here, while running turns and streams finish.
         return JSONResponse({"status": "draining", "detail": "shutting down"}, 503, headers=RETRY)
+    if not context.verifier.ready:
+        # Every authenticated request would get 503: no key set has been fetched yet.
+        return JSONResponse(
+            {"status": "unavailable", "detail": "signing keys not fetched yet"}, 503, headers=RETRY
+        )
     try:
         await ping(context.engine)
         behind = await context.schema.behind()  # read until seen at head, then remembered

@@ -83,7 +83,7 @@ async def list_conversations(
     limit: Limit = 20,
     after: Cursor = None,
 ) -> ConversationPage:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     async with transaction(context.sessions) as db:
         try:
             rows, more = await ConversationRepository(db, user).page(limit, "desc", after)
@@ -114,7 +114,7 @@ async def list_messages(
     after: Cursor = None,
     before: Cursor = None,
 ) -> MessagePage:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     if after is not None and before is not None:
         raise Invalid("pass after or before, not both")
     async with transaction(context.sessions) as db:
@@ -146,7 +146,7 @@ async def rename_conversation(
     patch: ConversationPatch,
     authorization: AuthorizationHeader = None,
 ) -> ConversationOut:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     title = patch.title.strip() or None if patch.title is not None else None
     async with transaction(context.sessions) as db:
         conversations = ConversationRepository(db, user)
@@ -169,7 +169,7 @@ async def delete_conversation(
     conversation_id: ConversationId,
     authorization: AuthorizationHeader = None,
 ) -> Response:
-    user = authenticate(context, authorization, user_id)
+    user = await authenticate(context, authorization, user_id)
     async with transaction(context.sessions) as db:
         conversations = ConversationRepository(db, user)
         owned = await _owned(conversations, conversation_id)

@@ -3,7 +3,8 @@
 A client sends `Authorization: Bearer <JWT>` with the upgrade request or, from a browser
 (which cannot set headers on a WebSocket), a first frame `{"type": "auth", "token": ...}`
 within `WS_AUTH_TIMEOUT_SECONDS`. Never in the URL: URLs end up in logs. A token that does
-not verify closes the socket with 4401, one of another user with 4403, each with the reason.
+not verify closes the socket with 4401, one of another user with 4403, each with the reason;
+while the issuer's key set has never been fetched, 1013 (try again later).
 Then `chatrelay.server.websocket.Session` answers its frames.
 """
 
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from chatrelay.runtime import Runtime
 from chatrelay.schemas.websocket import AuthFrame
 from chatrelay.server.deps import AuthorizationHeader, Context, authenticate
-from chatrelay.server.errors import Forbidden, Unauthorized
+from chatrelay.server.errors import Forbidden, ServiceUnavailable, Unauthorized
 from chatrelay.server.websocket import (
     MESSAGE_TOO_BIG,
     FrameTooLarge,
@@ -40,6 +41,8 @@ UNAUTHORIZED = 4401
 """Close code: a missing or invalid token (HTTP's 401)."""
 FORBIDDEN = 4403
 """Close code: the token belongs to another user than the path's (HTTP's 403)."""
+TRY_AGAIN_LATER = 1013
+"""Close code: the token cannot be checked yet (HTTP's 503: no key set fetched so far)."""
 
 
 @router.websocket("/api/{user_id}/ws")
@@ -53,7 +56,7 @@ async def chat_socket(
     await websocket.accept()
     try:
         user = await _sign_in(websocket, context, user_id, authorization)
-    except (Unauthorized, Forbidden, FrameTooLarge) as exc:
+    except (Unauthorized, Forbidden, FrameTooLarge, ServiceUnavailable) as exc:
         code = next(code for kind, code in _CLOSE_CODES.items() if isinstance(exc, kind))
         with suppress(WebSocketDisconnect):  # the client may have left meanwhile
             await websocket.close(code, close_reason(str(exc)))
@@ -68,6 +71,7 @@ _CLOSE_CODES: dict[type[Exception], int] = {
     Unauthorized: UNAUTHORIZED,
     Forbidden: FORBIDDEN,
     FrameTooLarge: MESSAGE_TOO_BIG,
+    ServiceUnavailable: TRY_AGAIN_LATER,
 }
 
 
@@ -77,7 +81,7 @@ async def _sign_in(
     """The verified user, by the upgrade's `Authorization` or the first frame; None if the
     client left first. `Unauthorized` / `Forbidden` as on the chat endpoint."""
     if authorization is not None:
-        return authenticate(runtime, authorization, user_id)
+        return await authenticate(runtime, authorization, user_id)
     timeout = runtime.settings.ws_auth_timeout_seconds
     try:
         async with asyncio.timeout(timeout):
@@ -89,7 +93,7 @@ async def _sign_in(
     if message["type"] == "websocket.disconnect":
         return None
     frame = _auth_frame(frame_text(message, runtime.settings.max_body_bytes))
-    user = authenticate(runtime, f"Bearer {frame.token}", user_id)
+    user = await authenticate(runtime, f"Bearer {frame.token}", user_id)
     await websocket.send_text(result_frame(frame.ref, json.dumps({"user_id": user})))
     return user
 
