@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from chatrelay.agents import AgentsTurnModel
 from chatrelay.agents import ModelProvider as ModelProvider  # re-exported for the edges
 from chatrelay.agents.assistant import open_turn_model
+from chatrelay.attachments import AttachmentService, attachment_service
 from chatrelay.chatkit import ChatKitProtocol
 from chatrelay.cluster.setup import Cluster, open_cluster
 from chatrelay.config import Settings
@@ -123,10 +124,17 @@ class Runtime:
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
+    attachments: AttachmentService
     drain: Drain
     """The graceful stop: the server begins it on SIGTERM, the runtime's exit ends it."""
     cluster: Cluster | None = None
     """What several instances share through Redis (None without `REDIS_URL`)."""
+
+
+def sweep_interval(settings: Settings) -> float:
+    """How often orphaned attachments are looked for: a tenth of their age limit, at most
+    hourly, so one lives at most about 10 % past `ATTACHMENT_ORPHAN_HOURS`."""
+    return min(settings.attachment_orphan_hours * 360.0, 3600.0)
 
 
 def turn_config(settings: Settings) -> TurnConfig:
@@ -158,9 +166,14 @@ async def open_runtime(
         engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
+        attachments = attachment_service(settings, sessions)
         model = await stack.enter_async_context(
-            open_turn_model(settings, todo, acting_as, provider)
+            open_turn_model(settings, todo, acting_as, provider, attachments.read)
         )
+        sweeper = asyncio.create_task(
+            attachments.run_sweeper(sweep_interval(settings)), name="attachment-sweeper"
+        )
+        stack.push_async_callback(_cancel, sweeper)
         limits = _user_limits(settings)
         stack.push_async_callback(limits.close)
         registry = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
@@ -196,7 +209,10 @@ async def open_runtime(
             model=model,
             schema=schema,
             todo=todo,
-            chatkit=ChatKitProtocol(turns, sessions, settings.model),
+            chatkit=ChatKitProtocol(
+                turns, sessions, settings.model, attachments, settings.public_url
+            ),
+            attachments=attachments,
             drain=drain,
             cluster=cluster,
         )

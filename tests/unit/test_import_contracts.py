@@ -66,6 +66,9 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("chatrelay.store.db", "import chatrelay.config", "The store imports no other chatrelay"),
         ("chatrelay.turns.spec", "import chatrelay.runtime", "Layers"),
         ("chatrelay.chatkit.items", "import chatrelay.agents.runner", "Layers"),
+        ("chatrelay.attachments.service", "import chatrelay.chatkit", "Layers"),
+        ("chatrelay.turns.spec", "import chatrelay.attachments", "Layers"),
+        ("chatrelay.attachments.links", "import starlette", "The turn core and attachments"),
     ],
 )
 def test_a_forbidden_import_breaks_the_suite(
