@@ -166,14 +166,9 @@ async def open_runtime(
         engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
-        attachments = attachment_service(settings, sessions)
-        model = await stack.enter_async_context(
-            open_turn_model(settings, todo, acting_as, provider, attachments.read)
-        )
-        sweeper = asyncio.create_task(
-            attachments.run_sweeper(sweep_interval(settings)), name="attachment-sweeper"
-        )
-        stack.push_async_callback(_cancel, sweeper)
+        attachments = _attachments(settings, sessions, stack)
+        turn_model = open_turn_model(settings, todo, acting_as, provider, attachments.read)
+        model = await stack.enter_async_context(turn_model)
         limits = _user_limits(settings)
         stack.push_async_callback(limits.close)
         registry = TurnRegistry(keep_finished_seconds=settings.resume_seconds)
@@ -209,13 +204,23 @@ async def open_runtime(
             model=model,
             schema=schema,
             todo=todo,
-            chatkit=ChatKitProtocol(
-                turns, sessions, settings.model, attachments, settings.public_url
-            ),
+            chatkit=ChatKitProtocol(turns, sessions, settings, attachments),
             attachments=attachments,
             drain=drain,
             cluster=cluster,
         )
+
+
+def _attachments(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> AttachmentService:
+    """The attachment service, and its sweeper of orphans until the runtime's exit."""
+    attachments = attachment_service(settings, sessions)
+    sweeper = asyncio.create_task(
+        attachments.run_sweeper(sweep_interval(settings)), name="attachment-sweeper"
+    )
+    stack.push_async_callback(_cancel, sweeper)
+    return attachments
 
 
 def _user_limits(settings: Settings) -> UserLimits:

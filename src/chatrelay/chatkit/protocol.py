@@ -50,6 +50,7 @@ from chatrelay.chatkit.requests import (
     stored_options,
     turn_options,
 )
+from chatrelay.config import Settings
 from chatrelay.store import Attachment, Conversation, transaction
 from chatrelay.store.repositories import (
     ConversationRepository,
@@ -88,20 +89,23 @@ def _json(model: BaseModel | dict[str, Any]) -> JsonAnswer:
     return JsonAnswer(json.dumps(model))
 
 
+_FIRST_PAGE: dict[str, Any] = {"limit": clamp_limit(None), "order": "asc", "after": None}
+"""The items `threads.get_by_id` answers with."""
+
+
 class ChatKitProtocol:
     def __init__(
         self,
         service: TurnService,
         sessions: async_sessionmaker[AsyncSession],
-        default_model: str,
+        settings: Settings,
         attachments: AttachmentService,
-        public_url: str | None = None,
     ) -> None:
         self._service = service
         self._sessions = sessions
-        self._default_model = default_model
+        self._default_model = settings.model
         self._attachments = attachments
-        self._public_url = public_url
+        self._public_url = settings.public_url
 
     async def handle(
         self,
@@ -233,15 +237,8 @@ class ChatKitProtocol:
             match request:
                 case ThreadsGetByIdReq(params=params):
                     conversation = await _owned(db, user_id, params.thread_id)
-                    items = await items_page(
-                        db,
-                        conversation.id,
-                        limit=clamp_limit(None),
-                        order="asc",
-                        after=None,
-                        preview=preview,
-                    )
-                    return _json(thread_of(conversation, items))
+                    first = await items_page(db, conversation.id, **_FIRST_PAGE, preview=preview)
+                    return _json(thread_of(conversation, first))
                 case ThreadsListReq(params=params):
                     try:
                         rows, has_more = await conversations.page(
