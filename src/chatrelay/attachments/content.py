@@ -39,6 +39,8 @@ def check_declared(mime_type: str, allowed: Collection[str]) -> str:
 
 def sniffed_types(head: bytes) -> set[str]:
     """The MIME types puremagic recognises in a file's first bytes (none: an empty set)."""
+    if not head:
+        return set()
     try:
         matches = puremagic.magic_string(head)
     except puremagic.PureError:

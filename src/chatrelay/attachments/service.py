@@ -70,7 +70,8 @@ class AttachmentService:
         self._files = files
         self._signer = signer
         self.limits = limits
-        self._clock = clock
+        self.clock = clock
+        """Unix seconds now (links are signed and checked against it); tests move it."""
 
     async def create(self, user_id: str, name: str, size: int, mime_type: str) -> Attachment:
         """A new attachment, waiting for its bytes: `TooLarge` over the size limit,
@@ -95,7 +96,7 @@ class AttachmentService:
 
     def link(self, base_url: str, purpose: Purpose, attachment_id: str) -> str:
         seconds = self.limits.upload_seconds if purpose == "upload" else self.limits.preview_seconds
-        query = self._signer.query(purpose, attachment_id, self._clock(), seconds)
+        query = self._signer.query(purpose, attachment_id, self.clock(), seconds)
         return link_url(base_url, purpose, attachment_id, query)
 
     async def delete(self, user_id: str, attachment_id: str) -> None:
@@ -153,7 +154,7 @@ class AttachmentService:
         """Store the bytes sent to an upload link. The link works once: its use is claimed
         in the database before a byte is stored, and a failed upload (too large, not of its
         type, a lost connection) deletes the attachment; the widget creates another."""
-        self._signer.verify("upload", attachment_id, expires, signature, self._clock())
+        self._signer.verify("upload", attachment_id, expires, signature, self.clock())
         if declared_size is not None:
             self._check_size(declared_size)
         async with transaction(self._sessions) as db:
@@ -184,7 +185,7 @@ class AttachmentService:
 
     async def preview(self, attachment_id: str, expires: int, signature: str) -> Preview:
         """An uploaded image's bytes, for a valid preview link."""
-        self._signer.verify("preview", attachment_id, expires, signature, self._clock())
+        self._signer.verify("preview", attachment_id, expires, signature, self.clock())
         async with transaction(self._sessions) as db:
             row = await UploadClaims(db).get(attachment_id)
         if row is None or row.kind != "image" or row.state != "ready" or row.size is None:
