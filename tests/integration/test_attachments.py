@@ -289,3 +289,52 @@ async def test_the_sweep_deletes_unsent_attachments_past_their_age(env: Env) -> 
         assert await env.stored(gone["id"]) is None
     assert await env.row(sent["id"]) is not None
     assert await env.stored(sent["id"]) == PNG
+
+
+async def test_another_users_attachment_answers_exactly_like_an_unknown_one(env: Env) -> None:
+    alices = await uploaded(env.client, "alice", "cat.png", PNG, "image/png")
+    unknown = "atc_" + "0" * 32
+
+    def same(theirs: httpx.Response, missing: httpx.Response) -> None:
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.json() == {
+            k: v.replace(unknown, alices["id"]) for k, v in missing.json().items()
+        }
+
+    for attachment_id in (alices["id"], unknown):
+        assert (await env.row(attachment_id) is None) == (attachment_id == unknown)
+    same(
+        await send(env.client, "bob", "attachments.delete", attachment_id=alices["id"]),
+        await send(env.client, "bob", "attachments.delete", attachment_id=unknown),
+    )
+    same(
+        await send(env.client, "bob", "threads.create", input=message_input("x", [alices["id"]])),
+        await send(env.client, "bob", "threads.create", input=message_input("x", [unknown])),
+    )
+    bobs_thread = frames_of(
+        await send(env.client, "bob", "threads.create", input=message_input("mine", []))
+    )[0].data["thread"]["id"]
+    same(
+        await send(
+            env.client,
+            "bob",
+            "threads.add_user_message",
+            thread_id=bobs_thread,
+            input=message_input("x", [alices["id"]]),
+        ),
+        await send(
+            env.client,
+            "bob",
+            "threads.add_user_message",
+            thread_id=bobs_thread,
+            input=message_input("x", [unknown]),
+        ),
+    )
+    # Nothing bob did touched it: alice still has it, unsent, and sends it.
+    kept = await env.row(alices["id"])
+    assert kept is not None and kept.message_id is None
+    assert await env.stored(alices["id"]) == PNG
+    sent = await send(
+        env.client, "alice", "threads.create", input=message_input("", [alices["id"]])
+    )
+    assert done_item(frames_of(sent))["content"][0]["text"] == "I received 1 image: cat.png."
