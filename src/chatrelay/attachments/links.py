@@ -48,7 +48,8 @@ class LinkSigner:
         signature is checked first, so a forged link learns nothing (not even whether the
         attachment exists)."""
         expected = self.signature(purpose, attachment_id, expires)
-        if not hmac.compare_digest(expected, signature):
+        # Bytes: compare_digest refuses a str that is not ASCII (a forged link may hold any).
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise LinkRefused("invalid link signature")
         if now >= expires:
             raise LinkRefused("this link has expired")

@@ -57,3 +57,10 @@ def test_the_key_is_not_the_token_secret_and_links_name_no_secret() -> None:
     )
     assert set(parse_qs(parts.query)) == {"expires", "signature"}
     assert "a-secret" not in url
+
+
+def test_a_signature_that_is_not_ascii_is_refused_not_an_error() -> None:
+    """Regression (schemathesis): `hmac.compare_digest` raised TypeError on a non-ASCII str."""
+    expires, _ = signed()
+    with pytest.raises(LinkRefused, match="invalid link signature"):
+        SIGNER.verify("upload", "atc_1", expires, "w\x01LNÂxw", NOW)

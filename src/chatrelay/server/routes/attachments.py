@@ -27,9 +27,9 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 """What a multipart body may add to the file it carries (boundaries, part headers)."""
 _CHUNK_BYTES = 256 * 1024
 
-AttachmentId = Annotated[str, Path(min_length=1, max_length=64)]
+AttachmentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Expires = Annotated[int, Query(description="When the link expires (Unix seconds)")]
-Signature = Annotated[str, Query(min_length=1, max_length=128)]
+Signature = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[0-9a-f]+$")]
 _LINK_ERRORS: dict[int | str, dict[str, str]] = {
     403: {"description": "A forged or expired link, or an upload link used already"},
     404: {"description": "No such attachment (deleted, or never uploaded)"},
