@@ -52,7 +52,8 @@ async def test_the_echo_is_the_users_text_not_the_labels() -> None:
     events = await reply("add task buy milk", CAT)
     assert not any(isinstance(e, ToolCallArguments) for e in events)  # no todo tool offered
     assert text_of(events) == (
-        "I received 1 image: cat.png. This is chatrelay's offline model. You said: add task buy milk"
+        "I received 1 image: cat.png. "
+        "This is chatrelay's offline model. You said: add task buy milk"
     )
 
 
