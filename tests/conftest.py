@@ -193,11 +193,13 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def app_factory(database: Database) -> AsyncIterator[AppFactory]:
-    """Start apps (lifespan included) on this test's database; all are shut down at the end."""
+async def app_factory(database: Database, tmp_path: Path) -> AsyncIterator[AppFactory]:
+    """Start apps (lifespan included) on this test's database, with attachments in a
+    directory of the test's own; all are shut down at the end."""
     async with AsyncExitStack() as stack:
 
         async def start(provider: ModelProvider | None = None, **overrides: Any) -> FastAPI:
+            overrides.setdefault("attachment_store", str(tmp_path / "attachments"))
             app = create_app(
                 make_settings(database, **overrides),
                 provider=provider,

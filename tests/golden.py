@@ -1,7 +1,8 @@
 """Golden comparisons of two ChatKit servers: record a transcript of the same requests on
 each, normalise it, and list every difference.
 
-Normalising: ids become `<kind:N>` in order of first appearance across the transcript, and
+Normalising: ids become `<kind:N>` in order of first appearance across the transcript (in
+links too, whose expiry and signature become `<expires>` and `<signature>`), and
 timestamps `<timestamp>`. Comparing: a list of typed things (stream events, thread items) is
 aligned on its kinds (`type`, plus the update or item type) and a change in that sequence is
 one difference; aligned elements, and everything else, are compared value by value.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,8 @@ from tests.sse import parse_sse, validate_chatkit
 ABSENT = "<absent>"
 ID_KEYS = frozenset({"id", "thread_id", "item_id", "after"})
 TIME_KEYS = frozenset({"created_at"})
+LINK_KEYS = frozenset({"url", "preview_url"})
+_SIGNED = re.compile(r"(expires|signature)=[^&]+")
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,15 @@ class Normaliser:
             return self._name(value, "id")  # a reference to something never shown: `<id:N>`
         if key in TIME_KEYS and isinstance(value, str):
             return "<timestamp>"
+        if key in LINK_KEYS and isinstance(value, str):
+            return self._link(value)
         return value
+
+    def _link(self, url: str) -> str:
+        """A link with the ids in it named, and a signed link's expiry and signature too."""
+        for raw, name in self._ids.items():
+            url = url.replace(raw, name)
+        return _SIGNED.sub(lambda found: f"{found.group(1)}=<{found.group(1)}>", url)
 
 
 @dataclass

@@ -22,6 +22,17 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 """What `AUTH_ALGORITHMS` may name: public-key signatures only. A key set's public key is
 public, so an HMAC allowed beside it could be signed with that key as its secret."""
 DEFAULT_ALGORITHMS = ["EdDSA", "ES256", "RS256", "PS256"]
+DEFAULT_ATTACHMENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+)
 
 
 class Settings(BaseSettings):
@@ -127,6 +138,27 @@ class Settings(BaseSettings):
     """Record every streamed response to a transcript file here (secrets redacted). Off if unset."""
     ui_enabled: bool | None = None
     """Serve the chat page at `/`. Unset: on, except with ENV=production."""
+    public_url: str | None = None
+    """The URL clients reach this server at (`https://chat.example.com`), for the links it
+    hands out (attachment uploads and previews). Unset: each request's own base URL."""
+    attachment_store: str = "./attachments"
+    """Where attachment bytes live: a local directory, or `s3://bucket/prefix` for any
+    S3-compatible store (shared by every instance; credentials from the `AWS_*` variables)."""
+    attachment_s3_endpoint: str | None = None
+    """An S3-compatible server other than AWS (MinIO, Ceph, R2...): its URL."""
+    attachment_s3_region: str = "us-east-1"
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    """The largest attachment, declared or actual (larger: 413)."""
+    attachment_mime_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ATTACHMENT_TYPES)
+    )
+    """The MIME types a user may attach, checked against the bytes as well as the declared type."""
+    attachment_orphan_hours: float = Field(default=24.0, gt=0)
+    """An attachment never sent with a message is deleted (row and bytes) after this long."""
+    attachment_upload_seconds: float = Field(default=300.0, gt=0)
+    """How long an upload link is valid (it is valid once)."""
+    attachment_preview_seconds: float = Field(default=3600.0, gt=0)
+    """How long an image's preview link is valid (each reload hands out a fresh one)."""
     dev_login: bool = False
     """`POST /auth/dev-token` mints a token for any user name (the chat page's quick sign-in):
     anyone who can reach the server can act as anyone, so it is refused with ENV=production."""
@@ -140,6 +172,8 @@ class Settings(BaseSettings):
         "openai_base_url",
         "transcript_dir",
         "ui_enabled",
+        "public_url",
+        "attachment_s3_endpoint",
         mode="before",
     )
     @classmethod
@@ -147,7 +181,7 @@ class Settings(BaseSettings):
         # `FOO=` in an env file or `${FOO:-}` in compose means "not set", not "the empty string".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("cors_origins", "model_allowlist", "auth_algorithms", mode="before")
+    @field_validator("cors_origins", "model_allowlist", "auth_algorithms", "attachment_mime_types", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from chatrelay.agents import AgentsTurnModel
 from chatrelay.agents import ModelProvider as ModelProvider  # re-exported for the edges
 from chatrelay.agents.assistant import open_turn_model
+from chatrelay.attachments import AttachmentService, attachment_service
 from chatrelay.chatkit import ChatKitProtocol
 from chatrelay.cluster.setup import Cluster, open_cluster
 from chatrelay.config import Settings
@@ -124,12 +125,19 @@ class Runtime:
     todo: MCPServer
     """The todo MCP server (the agent reaches it in-process; `/mcp` serves it over HTTP)."""
     chatkit: ChatKitProtocol
+    attachments: AttachmentService
     drain: Drain
     """The graceful stop: the server begins it on SIGTERM, the runtime's exit ends it."""
     verifier: TokenVerifier
     """Every entry point's token check: `AUTH_SECRET`, or the issuer's key set."""
     cluster: Cluster | None = None
     """What several instances share through Redis (None without `REDIS_URL`)."""
+
+
+def sweep_interval(settings: Settings) -> float:
+    """How often orphaned attachments are looked for: a tenth of their age limit, at most
+    hourly, so one lives at most about 10 % past `ATTACHMENT_ORPHAN_HOURS`."""
+    return min(settings.attachment_orphan_hours * 360.0, 3600.0)
 
 
 def turn_config(settings: Settings) -> TurnConfig:
@@ -162,7 +170,8 @@ async def open_runtime(
         engine, schema = await _open_database(settings, stack, database_schema)
         sessions = sessionmaker(engine)
         todo = build_todo_server(sessions)
-        turn_model = open_turn_model(settings, todo, acting_as, provider)
+        attachments = _attachments(settings, sessions, stack)
+        turn_model = open_turn_model(settings, todo, acting_as, provider, attachments.read)
         model = await stack.enter_async_context(turn_model)
         limits = _user_limits(settings)
         stack.push_async_callback(limits.close)
@@ -199,11 +208,24 @@ async def open_runtime(
             model=model,
             schema=schema,
             todo=todo,
-            chatkit=ChatKitProtocol(turns, sessions, settings.model),
+            chatkit=ChatKitProtocol(turns, sessions, settings, attachments),
+            attachments=attachments,
             drain=drain,
             verifier=verifier,
             cluster=cluster,
         )
+
+
+def _attachments(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> AttachmentService:
+    """The attachment service, and its sweeper of orphans until the runtime's exit."""
+    attachments = attachment_service(settings, sessions)
+    sweeper = asyncio.create_task(
+        attachments.run_sweeper(sweep_interval(settings)), name="attachment-sweeper"
+    )
+    stack.push_async_callback(_cancel, sweeper)
+    return attachments
 
 
 def _user_limits(settings: Settings) -> UserLimits:

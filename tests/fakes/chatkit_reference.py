@@ -11,12 +11,23 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from agents import Agent, FunctionTool, RunConfig, Runner, function_tool
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.server import ChatKitServer, StreamingResult
-from chatkit.store import Store
-from chatkit.types import ThreadMetadata, ThreadStreamEvent, UserMessageItem
+from chatkit.store import AttachmentStore, Store
+from chatkit.types import (
+    Attachment,
+    AttachmentCreateParams,
+    AttachmentUploadDescriptor,
+    FileAttachment,
+    ImageAttachment,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+)
+from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,7 +35,9 @@ from starlette.routing import Route
 
 from chatrelay.agents import OfflineModel
 from chatrelay.agents.assistant import SYSTEM_PROMPT
+from chatrelay.agents.attachments import content_part, label
 from chatrelay.agents.todo_commands import confirm_todo_result, recognize_todo_command
+from chatrelay.turns import AttachmentRef
 from tests.fakes.chatkit_store import RequestContext
 
 HISTORY_ITEMS = 20
@@ -55,6 +68,63 @@ def reference_agent(tools: list[FunctionTool] | None = None) -> ReferenceAgent:
     )
 
 
+class ReferenceFiles(AttachmentStore[RequestContext]):
+    """The least an app writes for two-phase uploads: an upload URL per attachment (the
+    app's `/files/{id}` route takes the bytes into `data`) and a preview URL for images."""
+
+    def __init__(self, store: Store[RequestContext]) -> None:
+        self.store = store
+        self.data: dict[str, bytes] = {}
+
+    async def create_attachment(
+        self, input: AttachmentCreateParams, context: RequestContext
+    ) -> Attachment:
+        attachment_id = self.generate_attachment_id(input.mime_type, context)
+        url = AnyUrl(f"http://test/files/{attachment_id}")
+        upload = AttachmentUploadDescriptor(url=url, method="POST")
+        fields: dict[str, Any] = {
+            "id": attachment_id,
+            "name": input.name,
+            "mime_type": input.mime_type,
+            "upload_descriptor": upload,
+        }
+        if input.mime_type.startswith("image/"):
+            return ImageAttachment(**fields, preview_url=AnyUrl(f"{url}/preview"))
+        return FileAttachment(**fields)
+
+    async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
+        self.data.pop(attachment_id, None)
+
+
+class ReferenceConverter(ThreadItemConverter):
+    """The converter the docs ask for once attachments are on: each attachment becomes a
+    content part; the label before each (chatrelay's shape) keeps the model's input equal."""
+
+    def __init__(self, files: ReferenceFiles) -> None:
+        self.files = files
+
+    async def attachment_to_message_content(self, attachment: Attachment) -> Any:
+        ref = AttachmentRef(attachment.id, attachment.name, attachment.mime_type, attachment.type)
+        return content_part(ref, self.files.data[attachment.id])
+
+    async def user_message_to_input(
+        self, item: UserMessageItem, is_last_message: bool = True
+    ) -> Any:
+        converted = await super().user_message_to_input(item, is_last_message)
+        messages = converted if isinstance(converted, list) else [converted]
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if not item.attachments or not isinstance(content, list) or len(content) < 2:
+                continue
+            parts = content[len(content) - len(item.attachments) :]
+            labelled = []
+            for attachment, part in zip(item.attachments, parts, strict=True):
+                ref = AttachmentRef(attachment.id, attachment.name, "", attachment.type)
+                labelled += [{"type": "input_text", "text": label(ref)}, part]
+            message["content"] = content[: len(content) - len(item.attachments)] + labelled
+        return converted
+
+
 class ReferenceServer(ChatKitServer[RequestContext]):
     def __init__(
         self,
@@ -62,9 +132,11 @@ class ReferenceServer(ChatKitServer[RequestContext]):
         agent: ReferenceAgent,
         history_items: int = HISTORY_ITEMS,
     ) -> None:
-        super().__init__(store)
+        self.files = ReferenceFiles(store)
+        super().__init__(store, self.files)
         self.agent = agent
         self.history_items = history_items
+        self.converter = ReferenceConverter(self.files)
 
     async def respond(
         self,
@@ -75,7 +147,7 @@ class ReferenceServer(ChatKitServer[RequestContext]):
         recent = await self.store.load_thread_items(
             thread.id, None, self.history_items, "desc", context
         )
-        agent_input = await simple_to_agent_input(list(reversed(recent.data)))
+        agent_input = await self.converter.to_agent_input(list(reversed(recent.data)))
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(
             self.agent,
@@ -101,4 +173,16 @@ def reference_app(server: ReferenceServer, errors: list[Exception]) -> Starlette
             return StreamingResponse(result, media_type="text/event-stream")
         return Response(result.json, media_type="application/json")
 
-    return Starlette(routes=[Route("/chatkit", endpoint, methods=["POST"])])
+    async def upload(request: Request) -> Response:
+        async with request.form() as form:
+            file = form["file"]
+            assert not isinstance(file, str)
+            server.files.data[request.path_params["attachment_id"]] = await file.read()
+        return Response("{}", media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/chatkit", endpoint, methods=["POST"]),
+            Route("/files/{attachment_id}", upload, methods=["POST"]),
+        ]
+    )

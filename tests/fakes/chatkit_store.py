@@ -1,5 +1,5 @@
 """A small in-memory `chatkit.store.Store`: a real, working store for chatkit-python's own
-`ChatKitServer` in tests (threads and items; attachments are not supported).
+`ChatKitServer` in tests (threads, items, and attachments' metadata).
 
 Threads belong to the user of the request context, as in a real store: another user's thread
 is missing (`NotFoundError`). Every load returns a copy and every save stores one, so callers
@@ -78,6 +78,8 @@ class InMemoryStore(Store[RequestContext]):
     def __init__(self) -> None:
         self._threads: dict[str, _ThreadRecord] = {}
         self._seq = itertools.count()
+        self._attachments: dict[str, tuple[str, Attachment]] = {}
+        """Attachment id → (owner, attachment)."""
 
     def _record(self, thread_id: str, context: RequestContext) -> _ThreadRecord:
         record = self._threads.get(thread_id)
@@ -152,13 +154,17 @@ class InMemoryStore(Store[RequestContext]):
     ) -> None:
         self._record(thread_id, context).items.pop(item_id, None)
 
-    # -- attachments: not supported ------------------------------------------------------
+    # -- attachments: the user's own, as threads ------------------------------------------
 
     async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
-        raise NotImplementedError("attachments are not supported by InMemoryStore")
+        self._attachments[attachment.id] = (context.user_id, attachment.model_copy(deep=True))
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
-        raise NotImplementedError("attachments are not supported by InMemoryStore")
+        owner, attachment = self._attachments.get(attachment_id, (None, None))
+        if attachment is None or owner != context.user_id:
+            raise NotFoundError(f"attachment {attachment_id} not found")
+        return attachment.model_copy(deep=True)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
-        raise NotImplementedError("attachments are not supported by InMemoryStore")
+        await self.load_attachment(attachment_id, context)
+        del self._attachments[attachment_id]

@@ -27,6 +27,7 @@ from tests.fakes.chatkit_reference import (
     reference_todo_tools,
 )
 from tests.fakes.chatkit_store import InMemoryStore
+from tests.fakes.files import PNG
 from tests.golden import ABSENT, Difference, Step, Transcript, assert_differences, differences
 
 D = Difference
@@ -68,6 +69,54 @@ KNOWN_TOOL_DIFFERENCES: dict[Difference, str] = {
     D("items.list", "body.data", (), ("workflow",)): (
         "chatrelay keeps the tool calls and rebuilds the workflow item on reload"
     ),
+}
+
+CHATKIT_LINK = "http://test/files/<image:1>"
+PREVIEW_LINK = (
+    "http://test/chatkit/attachments/<image:1>/preview?expires=<expires>&signature=<signature>"
+)
+PREVIEW_REASON = (
+    "chatrelay's preview link is its own route, signed and expiring (fresh on every reload); "
+    "the reference app's is whatever its AttachmentStore makes up"
+)
+STALE_UPLOAD_REASON = (
+    "ChatKitServer keeps the upload descriptor on the sent message unless the app clears it; "
+    "chatrelay drops it once the bytes are stored (an upload link works once anyway)"
+)
+USER_ITEM = "events[thread.item.done:user_message].item.attachments[image]"
+LISTED = "body.data[user_message].attachments[image]"
+KNOWN_ATTACHMENT_DIFFERENCES: dict[Difference, str] = {
+    D(
+        "attachments.create",
+        "body.upload_descriptor.url",
+        CHATKIT_LINK,
+        PREVIEW_LINK.replace("/preview", ""),
+    ): (
+        "chatrelay's upload link is its own route with a one-time signature; the reference "
+        "app's is whatever its AttachmentStore makes up"
+    ),
+    D("attachments.create", "body.preview_url", f"{CHATKIT_LINK}/preview", PREVIEW_LINK): (
+        PREVIEW_REASON
+    ),
+    D("threads.create", f"{USER_ITEM}.preview_url", f"{CHATKIT_LINK}/preview", PREVIEW_LINK): (
+        PREVIEW_REASON
+    ),
+    D("items.list", f"{LISTED}.preview_url", f"{CHATKIT_LINK}/preview", PREVIEW_LINK): (
+        PREVIEW_REASON
+    ),
+    D(
+        "threads.create",
+        f"{USER_ITEM}.upload_descriptor",
+        f'{{"headers": {{}}, "method": "POST", "url": "{CHATKIT_LINK}"}}',
+        ABSENT,
+    ): STALE_UPLOAD_REASON,
+    D(
+        "items.list",
+        f"{LISTED}.upload_descriptor",
+        f'{{"headers": {{}}, "method": "POST", "url": "{CHATKIT_LINK}"}}',
+        ABSENT,
+    ): STALE_UPLOAD_REASON,
+    D("threads.create", "events", (), ("thread.updated",)): TITLE_REASON,
 }
 
 
@@ -117,6 +166,22 @@ async def tool_call(client: httpx.AsyncClient) -> list[Step]:
     return t.steps
 
 
+async def attachment_turn(client: httpx.AsyncClient) -> list[Step]:
+    """An image created, uploaded to its upload link, sent, read back and deleted."""
+    t = Transcript(client, auth("alice"))
+    created = await t.send(
+        "attachments.create", name="cat.png", size=len(PNG), mime_type="image/png"
+    )
+    url = created["upload_descriptor"]["url"]
+    uploaded = await client.post(url, files={"file": ("cat.png", PNG)})
+    assert uploaded.status_code == 200, uploaded.text
+    message = {**user_input("look"), "attachments": [created["id"]]}
+    streamed = await t.send("threads.create", input=message)
+    await t.send("items.list", thread_id=streamed[0]["thread"]["id"], order="asc")
+    await t.send("attachments.delete", attachment_id=created["id"])
+    return t.steps
+
+
 async def on_reference(
     sequence: Sequence, tools: list[FunctionTool] | None = None
 ) -> tuple[list[Step], list[Exception]]:
@@ -143,3 +208,12 @@ async def test_a_tool_call_turn_matches_chatkit_server(app_factory: AppFactory) 
 
     assert errors == []
     assert_differences(differences(chatkit, chatrelay), set(KNOWN_TOOL_DIFFERENCES))
+
+
+async def test_an_attachment_turn_matches_chatkit_server(app_factory: AppFactory) -> None:
+    chatkit, errors = await on_reference(attachment_turn)
+    async with client_for(await app_factory()) as client:
+        chatrelay = await attachment_turn(client)
+
+    assert errors == []
+    assert_differences(differences(chatkit, chatrelay), set(KNOWN_ATTACHMENT_DIFFERENCES))

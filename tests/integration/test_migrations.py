@@ -21,7 +21,7 @@ from tests.conftest import Database, auth, client_for, make_settings, running
 from tests.fakes.tcp import LateDatabase
 from tests.integration.helpers import context_of, stored_messages
 
-HEAD = "0005"
+HEAD = "0006"
 
 # One instance's `upgrade()`, held at a barrier (a line on stdin) once it is connected, so
 # that all of them migrate at the same moment.

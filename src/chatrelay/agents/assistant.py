@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from agents import Agent, ModelProvider, ModelSettings, RunConfig, Tool
 from mcp.server.mcpserver import MCPServer
 
+from chatrelay.agents.attachments import ReadAttachment
 from chatrelay.agents.inprocess_mcp import ActAs, InProcessMCPServer, function_tools
 from chatrelay.agents.providers import ChatrelayModelProvider
 from chatrelay.agents.runner import AgentsTurnModel, TurnContext
@@ -53,6 +54,7 @@ async def open_turn_model(
     todo: MCPServer,
     act_as: ActAs,
     provider: ModelProvider | None = None,
+    read_attachment: ReadAttachment | None = None,
 ) -> AsyncIterator[AgentsTurnModel]:
     """The agent with the todo tools (through in-process MCP, acting as each turn's user),
     on `provider` or the configured one; connected for as long as the block lasts."""
@@ -68,4 +70,9 @@ async def open_turn_model(
         stack.push_async_callback(tools_server.cleanup)
         agent = build_agent([])
         agent.tools = await function_tools(tools_server, agent)
-        yield AgentsTurnModel(agent, build_run_config(settings, provider), tools=tools_server)
+        yield AgentsTurnModel(
+            agent,
+            build_run_config(settings, provider),
+            tools=tools_server,
+            read_attachment=read_attachment,
+        )

@@ -39,6 +39,8 @@ from openai.types.responses import (
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
+from chatrelay.agents.attachments import LABEL
+
 OFFLINE_MODEL_NAME = "offline"
 _WORD_WITH_SPACE = re.compile(r"\S+\s*")
 REPLY_PREFIX = "This is chatrelay's offline model. You said:"
@@ -68,12 +70,42 @@ def _words(text: str) -> list[str]:
 
 
 def _text_of(item: TResponseInputItem) -> str:
+    return _read_content(item)[0]
+
+
+def _read_content(item: TResponseInputItem) -> tuple[str, list[tuple[str, str]]]:
+    """The user's own text, and `(kind, name)` of each attachment (a part after its label,
+    see `chatrelay.agents.attachments`)."""
     content = item.get("content")
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
+        return content, []
+    if not isinstance(content, list):
+        return "", []
+    texts: list[str] = []
+    attached: list[tuple[str, str]] = []
+    parts = [part for part in content if isinstance(part, dict)]
+    index = 0
+    while index < len(parts):
+        text = str(parts[index].get("text", ""))
+        found = LABEL.match(text) if parts[index].get("type") == "input_text" else None
+        if found is not None and index + 1 < len(parts):
+            attached.append((found.group(1), found.group(2)))
+            index += 2
+            continue
+        texts.append(text)
+        index += 1
+    return " ".join(texts), attached
+
+
+def received(attached: list[tuple[str, str]]) -> str:
+    """`I received 1 image: cat.png.`, `I received 2 images: a.png, b.png and 1 file: c.pdf.`"""
+    groups = []
+    for kind in ("image", "file"):
+        names = [name for k, name in attached if k == kind]
+        if names:
+            noun = kind if len(names) == 1 else f"{kind}s"
+            groups.append(f"{len(names)} {noun}: {', '.join(names)}")
+    return f"I received {' and '.join(groups)}."
 
 
 def _output_text(output: object) -> str:
@@ -214,10 +246,15 @@ class OfflineModel(Model):
         last = items[-1] if items else None
         if last is not None and last.get("type") == "function_call_output":
             return self._confirm(items, last)
-        user_text = next(
-            (_text_of(item) for item in reversed(items) if item.get("role") == "user"), ""
+        user_text, attached = next(
+            (_read_content(item) for item in reversed(items) if item.get("role") == "user"),
+            ("", []),
         )
-        return f"{REPLY_PREFIX} {user_text}"
+        if not attached:
+            return f"{REPLY_PREFIX} {user_text}"
+        if not user_text:
+            return received(attached)
+        return f"{received(attached)} {REPLY_PREFIX} {user_text}"
 
     def _confirm(self, items: list[TResponseInputItem], result: TResponseInputItem) -> str:
         output = _output_text(result.get("output"))

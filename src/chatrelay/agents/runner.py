@@ -28,6 +28,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from chatrelay.agents.attachments import ReadAttachment, user_content
 from chatrelay.turns import (
     ModelEvent,
     ModelRequest,
@@ -112,12 +113,14 @@ class AgentsTurnModel:
         *,
         tools: MCPServer | None = None,
         max_turns: int = 10,
+        read_attachment: ReadAttachment | None = None,
     ) -> None:
         self.agent = agent
         self.run_config = run_config
         self.tools = tools
         """The MCP server the agent's tools call, if any."""
         self._max_turns = max_turns
+        self._read_attachment = read_attachment
 
     def config_for(self, request: ModelRequest) -> RunConfig:
         """The run configuration, with the turn's own model and tool choice if it has them."""
@@ -132,7 +135,11 @@ class AgentsTurnModel:
 
     async def stream(self, request: ModelRequest, usage: Usage) -> AsyncGenerator[ModelEvent, None]:
         items: list[Any] = [{"role": role, "content": content} for role, content in request.history]
-        items.append({"role": "user", "content": request.text})
+        try:
+            content = await user_content(request.text, request.attachments, self._read_attachment)
+        except OSError as exc:  # the object store is away: worth retrying
+            raise ModelUnavailable(f"an attachment could not be read: {exc}") from exc
+        items.append({"role": "user", "content": content})
         result: RunResultStreaming = Runner.run_streamed(
             self.agent,
             items,

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.chatkit import events as ck
+from chatrelay.chatkit.attachments import Preview, attachments_of
 from chatrelay.store import Conversation, Message
 from chatrelay.store.repositories import MessageRepository
 from chatrelay.store.tables import as_utc
@@ -79,8 +80,10 @@ def user_item(
     text: str,
     parts: dict[str, Any] | None,
     created_at: datetime,
+    preview: Preview | None = None,
 ) -> UserMessageItem:
-    """A user message: its stored ChatKit input when it came from ChatKit, else its text."""
+    """A user message: its stored ChatKit input when it came from ChatKit, else its text;
+    with `preview`, its images get fresh preview links."""
     parts = parts or {}
     content: list[UserMessageContent] = (
         _CONTENT.validate_python(parts["content"])
@@ -92,12 +95,13 @@ def user_item(
         thread_id=thread_id,
         created_at=as_utc(created_at),
         content=content,
+        attachments=attachments_of(parts, thread_id, preview),
         quoted_text=parts.get("quoted_text"),
         inference_options=_OPTIONS.validate_python(parts.get("inference_options") or {}),
     )
 
 
-def items_of(message: MessageFields) -> list[ThreadItem]:
+def items_of(message: MessageFields, preview: Preview | None = None) -> list[ThreadItem]:
     """The items one stored message stands for, oldest first."""
     if message.role == "user":
         return [
@@ -107,6 +111,7 @@ def items_of(message: MessageFields) -> list[ThreadItem]:
                 message.content,
                 message.parts,
                 message.created_at,
+                preview,
             )
         ]
     created_at = as_utc(message.created_at)
@@ -144,6 +149,7 @@ async def items_page(
     limit: int,
     order: Order,
     after: str | None,
+    preview: Preview | None = None,
 ) -> Page[ThreadItem]:
     """Items of one conversation after the `after` item, in `order`; `LookupError` if the
     cursor item is not in this conversation."""
@@ -158,7 +164,7 @@ async def items_page(
     rows = await messages.from_message(conversation_id, start, order, limit + 3)
     items: list[ThreadItem] = []
     for message in rows:
-        expanded = items_of(message)
+        expanded = items_of(message, preview)
         items.extend(reversed(expanded) if order == "desc" else expanded)
     if after is not None:
         ids = [item.id for item in items]

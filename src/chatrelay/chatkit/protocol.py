@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, assert_never
 
 from chatkit.types import (
@@ -40,6 +41,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatrelay.attachments import AttachmentService, ref_of
+from chatrelay.chatkit.attachments import as_chatkit, attachment_ids, stored_attachments
 from chatrelay.chatkit.items import clamp_limit, items_page, message_id_of, thread_of
 from chatrelay.chatkit.requests import (
     checked_text,
@@ -47,14 +50,24 @@ from chatrelay.chatkit.requests import (
     stored_options,
     turn_options,
 )
-from chatrelay.store import Conversation, transaction
+from chatrelay.config import Settings
+from chatrelay.store import Attachment, Conversation, transaction
 from chatrelay.store.repositories import (
     ConversationRepository,
     FeedbackRepository,
     MessageRepository,
 )
 from chatrelay.store.tables import as_utc
-from chatrelay.turns import Invalid, NotFound, StreamSlot, Turn, TurnService, TurnSpec, new_id
+from chatrelay.turns import (
+    Invalid,
+    NotFound,
+    StreamSlot,
+    Turn,
+    TurnService,
+    TurnSpec,
+    new_id,
+    title_for,
+)
 
 
 @dataclass(frozen=True)
@@ -76,30 +89,58 @@ def _json(model: BaseModel | dict[str, Any]) -> JsonAnswer:
     return JsonAnswer(json.dumps(model))
 
 
+_FIRST_PAGE: dict[str, Any] = {"limit": clamp_limit(None), "order": "asc", "after": None}
+"""The items `threads.get_by_id` answers with."""
+
+
 class ChatKitProtocol:
     def __init__(
         self,
         service: TurnService,
         sessions: async_sessionmaker[AsyncSession],
-        default_model: str,
+        settings: Settings,
+        attachments: AttachmentService,
     ) -> None:
         self._service = service
         self._sessions = sessions
-        self._default_model = default_model
+        self._default_model = settings.model
+        self._attachments = attachments
+        self._public_url = settings.public_url
 
     async def handle(
-        self, user_id: str, request: ChatKitReq, correlation_id: str
+        self,
+        user_id: str,
+        request: ChatKitReq,
+        correlation_id: str,
+        base_url: str = "http://localhost",
     ) -> StreamAnswer | JsonAnswer:
+        """The answer to `request`; `base_url` is where the request came in (the links this
+        answers with point there, unless `PUBLIC_URL` says otherwise)."""
+        base_url = self._public_url or base_url
         if is_streaming_req(request):
-            return await self._stream(user_id, request, correlation_id)
-        return await self._answer(user_id, request)
+            return await self._stream(user_id, request, correlation_id, base_url)
+        match request:
+            case AttachmentsCreateReq(params=params):
+                row = await self._attachments.create(
+                    user_id, params.name, params.size, params.mime_type
+                )
+                return _json(as_chatkit(row, self._attachments, base_url, upload=True))
+            case AttachmentsDeleteReq(params=params):
+                await self._attachments.delete(user_id, params.attachment_id)
+                return _json({})
+        return await self._answer(user_id, request, base_url)
+
+    def uploaded(self, row: Attachment, base_url: str) -> str:
+        """An uploaded attachment's JSON, as ChatKit shows it (the upload route's answer)."""
+        chatkit = as_chatkit(row, self._attachments, self._public_url or base_url, upload=False)
+        return _json(chatkit).body
 
     async def _stream(
-        self, user_id: str, request: StreamingReq, correlation_id: str
+        self, user_id: str, request: StreamingReq, correlation_id: str, base_url: str
     ) -> StreamAnswer:
         match request:
             case ThreadsCreateReq() | ThreadsAddUserMessageReq() | ThreadsRetryAfterItemReq():
-                spec = await self._spec(user_id, request, correlation_id)
+                spec = await self._spec(user_id, request, correlation_id, base_url)
             case ThreadsAddClientToolOutputReq():
                 raise Invalid(
                     "threads.add_client_tool_output: this server defines no client tools, "
@@ -123,23 +164,31 @@ class ChatKitProtocol:
         user_id: str,
         request: ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq,
         correlation_id: str,
+        base_url: str,
     ) -> TurnSpec:
         match request:
             case ThreadsCreateReq(params=params) | ThreadsAddUserMessageReq(params=params):
                 text = checked_text(params.input)
                 options = turn_options(params.input.inference_options, self._default_model)
                 self._service.check_model(options["model"])
-                return TurnSpec.for_message(
+                sent = await self._attachments.for_message(user_id, params.input.attachments)
+                spec = TurnSpec.for_message(
                     user_id,
                     text,
                     # A new thread, or the user's (start() checks it is theirs).
                     conversation_id=getattr(params, "thread_id", None),
                     correlation_id=correlation_id,
                     metadata=request.metadata or None,
-                    user_parts=input_parts(params.input),
+                    user_parts=input_parts(
+                        params.input, stored_attachments(sent, self._attachments, base_url)
+                    ),
                     offer_stop=True,
+                    attachments=tuple(ref_of(row) for row in sent),
                     **options,
                 )
+                if spec.new_conversation and not spec.title:  # attachments, no text
+                    spec.title = title_for(", ".join(row.name for row in sent))
+                return spec
             case ThreadsRetryAfterItemReq(params=params):
                 return await self._retry_spec(
                     user_id, params.thread_id, params.item_id, request.metadata, correlation_id
@@ -177,19 +226,19 @@ class ChatKitProtocol:
             started_at=as_utc(retried.created_at),
             offer_stop=True,
             retry=True,
+            attachments=await self._attachments.refs(user_id, attachment_ids(retried.parts)),
             **options,
         )
 
-    async def _answer(self, user_id: str, request: NonStreamingReq) -> JsonAnswer:
+    async def _answer(self, user_id: str, request: NonStreamingReq, base_url: str) -> JsonAnswer:
+        preview = partial(self._attachments.link, base_url, "preview")
         async with transaction(self._sessions) as db:
             conversations = ConversationRepository(db, user_id)
             match request:
                 case ThreadsGetByIdReq(params=params):
                     conversation = await _owned(db, user_id, params.thread_id)
-                    items = await items_page(
-                        db, conversation.id, limit=clamp_limit(None), order="asc", after=None
-                    )
-                    return _json(thread_of(conversation, items))
+                    first = await items_page(db, conversation.id, **_FIRST_PAGE, preview=preview)
+                    return _json(thread_of(conversation, first))
                 case ThreadsListReq(params=params):
                     try:
                         rows, has_more = await conversations.page(
@@ -209,6 +258,7 @@ class ChatKitProtocol:
                             limit=clamp_limit(params.limit),
                             order=params.order,
                             after=params.after,
+                            preview=preview,
                         )
                     except LookupError:
                         raise NotFound("cursor not found") from None
@@ -230,12 +280,9 @@ class ChatKitProtocol:
                 case ThreadsDeleteReq(params=params):
                     await conversations.delete(await _owned(db, user_id, params.thread_id))
                     return _json({})
-                case (
-                    AttachmentsCreateReq()
-                    | AttachmentsDeleteReq()
-                    | InputTranscribeReq()
-                    | ThreadsSyncCustomActionReq()
-                ):
+                case AttachmentsCreateReq() | AttachmentsDeleteReq():
+                    raise AssertionError("answered by handle()")
+                case InputTranscribeReq() | ThreadsSyncCustomActionReq():
                     raise Invalid(f"{request.type} is not supported by this server")
                 case _:
                     assert_never(request)

@@ -43,22 +43,26 @@ def input_text(user_input: UserMessageInput) -> str:
     return text
 
 
-def input_parts(user_input: UserMessageInput) -> dict[str, Any]:
+def input_parts(
+    user_input: UserMessageInput, attachments: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The input as stored, so the user item is rebuilt exactly on reload."""
-    return {
+    parts: dict[str, Any] = {
         "content": [part.model_dump(mode="json") for part in user_input.content],
         "quoted_text": user_input.quoted_text,
         "inference_options": user_input.inference_options.model_dump(
             mode="json", exclude_none=True
         ),
     }
+    if attachments:
+        parts["attachments"] = attachments
+    return parts
 
 
 def checked_text(user_input: UserMessageInput) -> str:
-    if user_input.attachments:
-        raise Invalid("attachments are not supported by this server yet")
+    """The text the model reads; it may be empty only when the message carries attachments."""
     text = input_text(user_input)
-    if not text:
+    if not text and not user_input.attachments:
         raise Invalid("the message is empty")
     if len(text) > MAX_MESSAGE_CHARS:
         raise Invalid(f"the message is longer than {MAX_MESSAGE_CHARS} characters")

@@ -12,12 +12,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatrelay import __version__
+from chatrelay.attachments import ROUTE_PREFIX
 from chatrelay.config import Settings, find_env_file, load_settings
 from chatrelay.runtime import ModelProvider, open_runtime
 from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from chatrelay.server.routes import (
+    attachments,
     chat,
     chatkit,
     conversations,
@@ -46,7 +48,8 @@ class _MCPEndpoint:
 
 
 def _include_routes(app: FastAPI, settings: Settings) -> None:
-    for router in (health, chat, chatkit, conversations, history, mcp_metadata, websocket):
+    routers = (health, chat, chatkit, attachments, conversations, history, mcp_metadata, websocket)
+    for router in routers:
         app.include_router(router.router)
     if settings.dev_login:
         app.include_router(dev_login.router)
@@ -85,12 +88,16 @@ def create_app(
     install_error_handlers(app)
     _include_routes(app, settings)
     # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        own_limit_prefix=ROUTE_PREFIX + "/",  # uploads: ATTACHMENT_MAX_BYTES, as they stream
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",

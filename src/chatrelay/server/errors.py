@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatrelay.attachments import LinkRefused, TooLarge, UnsupportedType
 from chatrelay.logs import current_request_id
 from chatrelay.schemas.text import encodable_errors
 from chatrelay.turns import (
@@ -134,6 +135,12 @@ def _status_of(error: TurnRefused) -> tuple[int, dict[str, str]]:
         return 409, {}
     if isinstance(error, RateLimited):
         return 429, retry_after(error.retry_after)
+    if isinstance(error, TooLarge):
+        return 413, {}
+    if isinstance(error, UnsupportedType):
+        return 415, {}
+    if isinstance(error, LinkRefused):
+        return 403, {}
     return 400, {}  # Invalid, and any refusal without a status of its own
 
 

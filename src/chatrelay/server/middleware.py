@@ -95,12 +95,18 @@ class BodyLimitMiddleware:
     the app sees any of it; the app then reads it from memory.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, own_limit_prefix: str | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limit_prefix = own_limit_prefix
+        """Routes under this path stream their bodies with a limit of their own (uploads)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or (self.own_limit_prefix and scope["path"].startswith(self.own_limit_prefix))
+        ):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -45,7 +45,7 @@ from chatrelay.schemas.websocket import (
 )
 from chatrelay.server.errors import ErrorAnswer, answer_for
 from chatrelay.server.routes.chat import chat_stream
-from chatrelay.server.routes.chatkit import chatkit_answer
+from chatrelay.server.routes.chatkit import chatkit_answer, http_base_url
 from chatrelay.server.routes.conversations import resume_stream, sequence_id, stop_turn
 from chatrelay.server.streams import Stream
 from chatrelay.turns import Invalid, InvalidFields
@@ -204,7 +204,8 @@ class Session:
     async def _dispatch(self, ref: str | None, body: dict[str, Any]) -> None:
         kind = body.get("type")
         if isinstance(kind, str) and kind in REQUEST_TYPES:
-            answer = await chatkit_answer(self._runtime, self._user, body)
+            base_url = http_base_url(self._socket)
+            answer = await chatkit_answer(self._runtime, self._user, body, base_url)
             if isinstance(answer, Stream):
                 await self._stream(ref, answer)
             else:

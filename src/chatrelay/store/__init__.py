@@ -8,10 +8,11 @@ from chatrelay.store.migrate import (
     head_revision,
     upgrade,
 )
-from chatrelay.store.tables import Conversation, Message, Task
+from chatrelay.store.tables import Attachment, Conversation, Message, Task
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
+    "Attachment",
     "Conversation",
     "Message",
     "Revisions",

@@ -136,6 +136,44 @@ class TurnLease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=_TIMESTAMP)
 
 
+class Attachment(SQLModel, table=True):
+    """A file a user uploaded (the bytes live in the object store), and the message that
+    carried it once one did. Owned by one user: every lookup is by user and id."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('image', 'file')", name="ck_attachments_kind"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'uploading', 'ready')", name="ck_attachments_state"
+        ),
+        sa.Index("ix_attachments_user_created", "user_id", "created_at"),
+        # The orphan sweep: never sent, oldest first.
+        sa.Index("ix_attachments_unsent_created", "message_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(max_length=255)
+    name: str = Field(max_length=255)
+    mime_type: str = Field(max_length=127)
+    kind: str = Field(max_length=8)
+    """`image` (a preview is served) or `file`."""
+    declared_size: int = Field(sa_type=sa.BigInteger)
+    size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    """The size of the bytes stored, once uploaded."""
+    state: str = Field(default="pending", max_length=16)
+    """`pending` until its upload link is used (once: then `uploading`), `ready` once stored."""
+    message_id: str | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.String(64), sa.ForeignKey("messages.id", ondelete="SET NULL"), nullable=True
+        ),
+    )
+    """The user message that carried it. Unset (never sent, or its thread deleted): an
+    orphan, deleted once older than `ATTACHMENT_ORPHAN_HOURS`."""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=_TIMESTAMP)
+    uploaded_at: datetime | None = Field(default=None, sa_type=_TIMESTAMP)
+
+
 # The tables themselves, for Core statements on the hot path (no ORM objects).
 conversations_table: sa.Table = SQLModel.metadata.tables["conversations"]
 messages_table: sa.Table = SQLModel.metadata.tables["messages"]

@@ -45,7 +45,17 @@ from chatrelay.turns.metrics import Metrics
 from chatrelay.turns.model import ModelRequest, ModelUnavailable, TurnModel
 from chatrelay.turns.registry import TurnRegistry
 from chatrelay.turns.service import TurnConfig, TurnService
-from chatrelay.turns.spec import Failure, History, TurnOutcome, TurnSpec, Usage, new_id, utcnow
+from chatrelay.turns.spec import (
+    AttachmentRef,
+    Failure,
+    History,
+    TurnOutcome,
+    TurnSpec,
+    Usage,
+    new_id,
+    title_for,
+    utcnow,
+)
 from chatrelay.turns.store import RequestKey, StoredMessage, StoredReply, TurnStore
 from chatrelay.turns.turn import Turn
 
@@ -54,6 +64,7 @@ __all__ = [
     "AssistantFinished",
     "AssistantStarted",
     "Attached",
+    "AttachmentRef",
     "Batch",
     "Busy",
     "Conflict",
@@ -105,5 +116,6 @@ __all__ = [
     "UserMessageAccepted",
     "WireFormat",
     "new_id",
+    "title_for",
     "utcnow",
 ]

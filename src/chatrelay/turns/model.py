@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatrelay.turns.events import ModelEvent
-from chatrelay.turns.spec import History, Usage
+from chatrelay.turns.spec import AttachmentRef, History, Usage
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class ModelRequest:
     model: str | None = None
     """The model to use, or None for the configured one."""
     tool_choice: str | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
+    """Files sent with the message: the adapter reads their bytes and hands them over."""
 
 
 class ModelUnavailable(Exception):

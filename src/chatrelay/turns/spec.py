@@ -47,6 +47,17 @@ class Failure(Enum):
     """Seen by a reader on another instance: the shared event stream could not be read."""
 
 
+@dataclass(frozen=True)
+class AttachmentRef:
+    """A file the user sent with the message, as the model adapter asks for its bytes."""
+
+    id: str
+    name: str
+    mime_type: str
+    kind: str
+    """`image` or `file`."""
+
+
 History = list[tuple[str, str]]
 """Stored `(role, content)` pairs, oldest first: what the model reads before the new message."""
 
@@ -82,6 +93,8 @@ class TurnSpec:
     """A model the client picked for this turn (checked against the allow-list); None: default."""
     tool_choice: str | None = None
     """A tool the client asked the model to use."""
+    attachments: tuple[AttachmentRef, ...] = ()
+    """Files sent with the message (checked to be the user's and uploaded), for the model."""
 
     @classmethod
     def for_message(

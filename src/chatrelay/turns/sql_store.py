@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatrelay.store import Message, transaction
 from chatrelay.store.repositories import (
+    AttachmentRepository,
     ConversationRepository,
     LeaseRepository,
     MessageRepository,
@@ -206,5 +207,9 @@ async def _write(
         await messages.insert([_assistant_row(spec, outcome)])
     else:
         await messages.insert([_user_row(spec), _assistant_row(spec, outcome)])
+        # In the pair's transaction: an attachment is sent exactly when its message is stored.
+        await AttachmentRepository(db, spec.user_id).attach_to(
+            spec.user_message_id, [attachment.id for attachment in spec.attachments]
+        )
     if lease is not None:  # gone when this commits, kept when it rolls back
         await LeaseRepository(db).release(lease.conversation_id, lease.holder)

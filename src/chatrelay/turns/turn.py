@@ -188,6 +188,7 @@ class Turn:
             text=spec.user_text,
             model=spec.model,
             tool_choice=spec.tool_choice,
+            attachments=spec.attachments,
         )
         # aclosing: however this loop ends, the run is over (and its usage read) now, not
         # when the suspended generator is garbage-collected.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path
+from fastapi import APIRouter, Body, Header, Path, Request
 from fastapi.responses import Response
 
 from chatrelay.chatkit import CHATKIT, stored_reply_events
@@ -113,6 +113,7 @@ _SSE_EXAMPLE = (
     },
 )
 async def chat(
+    http: Request,
     context: Context,
     user_id: Annotated[str, Path(min_length=1, max_length=255)],
     request: Annotated[ChatBody, Body()],
@@ -121,7 +122,8 @@ async def chat(
 ) -> Response | ChatResponse:
     if isinstance(request, ChatKitEnvelope):  # a ChatKit widget pointed at this URL
         user = await authenticate(context, authorization, user_id)
-        return await chatkit.answer(context, user, request.model_dump())
+        base_url = chatkit.http_base_url(http)
+        return await chatkit.answer(context, user, request.model_dump(), base_url)
     representation = negotiate(accept)  # the body was validated by FastAPI before we ran
     user = await authenticate(context, authorization, user_id)
     if representation is Representation.SSE:

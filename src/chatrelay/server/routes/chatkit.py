@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 
 from chatrelay.chatkit import StreamAnswer, parse_envelope
 from chatrelay.logs import current_request_id
@@ -22,19 +23,29 @@ from chatrelay.turns import InvalidFields
 router = APIRouter(tags=["chatkit"], route_class=AnyContentTypeJsonRoute)  # 422 for the body
 
 
-async def chatkit_answer(runtime: Runtime, user_id: str, body: object) -> Stream | str:
+def http_base_url(connection: HTTPConnection) -> str:
+    """Where this request came in, as an `http(s)` URL (links handed out point there)."""
+    url = connection.base_url
+    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+    return str(url.replace(scheme=scheme))
+
+
+async def chatkit_answer(
+    runtime: Runtime, user_id: str, body: object, base_url: str
+) -> Stream | str:
     """The answer to one ChatKit envelope (already decoded from JSON), whatever the
-    transport: the events of a streaming request, else the JSON text of the answer."""
+    transport: the events of a streaming request, else the JSON text of the answer.
+    `base_url`: where the request came in (attachment links point there)."""
     request = parse_envelope(body)
-    result = await runtime.chatkit.handle(user_id, request, current_request_id())
+    result = await runtime.chatkit.handle(user_id, request, current_request_id(), base_url)
     if isinstance(result, StreamAnswer):
         return live(result.turn, result.slot)
     return result.body
 
 
-async def answer(runtime: Runtime, user_id: str, body: object) -> Response:
+async def answer(runtime: Runtime, user_id: str, body: object, base_url: str) -> Response:
     """The answer to one ChatKit envelope, over HTTP: SSE or JSON."""
-    answered = await chatkit_answer(runtime, user_id, body)
+    answered = await chatkit_answer(runtime, user_id, body, base_url)
     if isinstance(answered, Stream):
         return stream_response(answered, runtime.settings)
     return Response(answered, media_type="application/json")
@@ -58,4 +69,5 @@ async def chatkit_endpoint(
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise InvalidFields([missing])  # as FastAPI says it on the chat URL
     user_id = await verify_token(context.verifier, authorization)
-    return await answer(context, user_id, await request.json())  # parsed by JsonBodyRoute
+    body = await request.json()  # parsed by JsonBodyRoute
+    return await answer(context, user_id, body, http_base_url(request))
