@@ -181,7 +181,9 @@ class Settings(BaseSettings):
         # `FOO=` in an env file or `${FOO:-}` in compose means "not set", not "the empty string".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("cors_origins", "model_allowlist", "auth_algorithms", "attachment_mime_types", mode="before")
+    @field_validator(
+        "cors_origins", "model_allowlist", "auth_algorithms", "attachment_mime_types", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
