@@ -186,17 +186,7 @@ async def open_runtime(
         drain = Drain(registry, limits, settings.shutdown_grace_seconds)
         # Last, so it runs first: turns finish while their tools and event mirrors still work.
         stack.push_async_callback(drain.finish)
-        turns = TurnService(
-            store=SqlTurnStore(sessions),
-            model=model,
-            registry=registry,
-            buffer=cluster.buffer if cluster else InProcessTurnBuffer(registry),
-            limits=limits,
-            config=turn_config(settings),
-            metrics=metrics,
-            remote=cluster.remote if cluster else None,
-            claims=cluster.claims if cluster else None,
-        )
+        turns = _turn_service(settings, sessions, model, registry, limits, metrics, cluster)
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -214,6 +204,29 @@ async def open_runtime(
             verifier=verifier,
             cluster=cluster,
         )
+
+
+def _turn_service(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    model: AgentsTurnModel,
+    registry: TurnRegistry,
+    limits: UserLimits,
+    metrics: Metrics,
+    cluster: Cluster | None,
+) -> TurnService:
+    """The turn core on this runtime's store, with the cluster's seams when there is one."""
+    return TurnService(
+        store=SqlTurnStore(sessions),
+        model=model,
+        registry=registry,
+        buffer=cluster.buffer if cluster else InProcessTurnBuffer(registry),
+        limits=limits,
+        config=turn_config(settings),
+        metrics=metrics,
+        remote=cluster.remote if cluster else None,
+        claims=cluster.claims if cluster else None,
+    )
 
 
 def _attachments(
