@@ -41,6 +41,7 @@ from chatrelay.turns import (
 )
 
 logger = logging.getLogger("chatrelay.agents")
+_NO_TEXT = {"user": "(attachments without text)"}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,12 @@ class AgentsTurnModel:
         return config
 
     async def stream(self, request: ModelRequest, usage: Usage) -> AsyncGenerator[ModelEvent, None]:
-        items: list[Any] = [{"role": role, "content": content} for role, content in request.history]
+        # A message sent with attachments and no text is stored without text; its files are
+        # not sent again on later turns (only with their own message, or its retry).
+        items: list[Any] = [
+            {"role": role, "content": content or _NO_TEXT.get(role, content)}
+            for role, content in request.history
+        ]
         try:
             content = await user_content(request.text, request.attachments, self._read_attachment)
         except OSError as exc:  # the object store is away: worth retrying

@@ -61,3 +61,23 @@ async def test_an_attachment_deleted_since_is_left_out() -> None:
     assert text_of(await reply("hi", CAT, reader=gone)) == (
         "This is chatrelay's offline model. You said: hi"
     )
+
+
+async def test_a_later_turn_reads_an_attachments_only_message_as_a_note() -> None:
+    seen: list[object] = []
+
+    class Recording(OfflineModel):
+        async def stream_response(self, system, input, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            seen.extend(input)
+            async for event in super().stream_response(system, input, *args, **kwargs):
+                yield event
+
+    agent = Agent[TurnContext](name="t", instructions="x", model=Recording(), tools=[])
+    adapter = AgentsTurnModel(agent, RunConfig(tracing_disabled=True), read_attachment=read)
+    history = [("user", ""), ("assistant", "I received 1 image: cat.png.")]
+    request = ModelRequest("alice", "thr_1", history, "and now?")
+    _ = [event async for event in adapter.stream(request, Usage())]
+    assert [item["content"] for item in seen[:2]] == [  # type: ignore[index]
+        "(attachments without text)",
+        "I received 1 image: cat.png.",
+    ]

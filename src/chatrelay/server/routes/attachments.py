@@ -68,16 +68,26 @@ def _declared_size(request: Request) -> int | None:
     return int(length) if length is not None and length.isdigit() else None
 
 
-@router.api_route(
+_UPLOAD_RESPONSES: dict[int | str, dict[str, str]] = {
+    200: {"description": "The uploaded attachment, as ChatKit shows it"},
+    **_LINK_ERRORS,
+    413: {"description": "Larger than ATTACHMENT_MAX_BYTES"},
+    415: {"description": "The bytes are not of the declared type"},
+}
+
+
+@router.post(
     ROUTE_PREFIX + "/{attachment_id}",
-    methods=["PUT", "POST"],
-    summary="An attachment's upload link (from `attachments.create`): send its bytes once",
-    responses={
-        200: {"description": "The uploaded attachment, as ChatKit shows it"},
-        **_LINK_ERRORS,
-        413: {"description": "Larger than ATTACHMENT_MAX_BYTES"},
-        415: {"description": "The bytes are not of the declared type"},
-    },
+    operation_id="upload_attachment_form",
+    summary="An attachment's upload link (from `attachments.create`): its bytes, once, as "
+    "multipart form data (field `file`)",
+    responses=_UPLOAD_RESPONSES,
+)
+@router.put(
+    ROUTE_PREFIX + "/{attachment_id}",
+    operation_id="upload_attachment",
+    summary="An attachment's upload link (from `attachments.create`): its raw bytes, once",
+    responses=_UPLOAD_RESPONSES,
 )
 async def upload(
     request: Request,
