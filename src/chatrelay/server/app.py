@@ -19,6 +19,7 @@ from chatrelay.server.errors import install_error_handlers
 from chatrelay.server.mcp_http import MCP_PATH, AuthenticatedMCP, streamable_http
 from chatrelay.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from chatrelay.server.routes import (
+    ai_sdk,
     attachments,
     chat,
     chatkit,
@@ -48,7 +49,17 @@ class _MCPEndpoint:
 
 
 def _include_routes(app: FastAPI, settings: Settings) -> None:
-    routers = (health, chat, chatkit, attachments, conversations, history, mcp_metadata, websocket)
+    routers = (
+        health,
+        chat,
+        chatkit,
+        ai_sdk,
+        attachments,
+        conversations,
+        history,
+        mcp_metadata,
+        websocket,
+    )
     for router in routers:
         app.include_router(router.router)
     if settings.dev_login:

@@ -7,7 +7,7 @@ reader write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from sse_starlette import EventSourceResponse
 
@@ -34,11 +34,15 @@ async def _frames(stream: Stream) -> AsyncIterator[bytes]:
             stream.slot.release()
 
 
-def stream_response(stream: Stream, settings: Settings) -> EventSourceResponse:
+def stream_response(
+    stream: Stream, settings: Settings, headers: Mapping[str, str] | None = None
+) -> EventSourceResponse:
     """A stream as a response: sse-starlette's headers (`Cache-Control: no-store`,
-    `X-Accel-Buffering: no`), keep-alive pings and a send timeout."""
+    `X-Accel-Buffering: no`) and the format's own `headers`, keep-alive pings and a send
+    timeout."""
     return EventSourceResponse(
         _frames(stream),
+        headers=dict(headers) if headers else None,
         ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout_seconds,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Request
@@ -36,6 +37,7 @@ from chatrelay.turns import (
     TurnFailed,
     TurnOutcome,
     TurnSpec,
+    WireFormat,
 )
 
 router = APIRouter(tags=["chat"], route_class=JsonBodyRoute)
@@ -154,10 +156,20 @@ def chat_spec(user: str, request: ChatRequest) -> TurnSpec:
 
 async def chat_stream(runtime: Runtime, user: str, request: ChatRequest) -> Stream:
     """A chat body's answer as a stream, whatever the transport (SSE, a WebSocket)."""
-    spec = chat_spec(user, request)
+    return await turn_stream(runtime, chat_spec(user, request), CHATKIT, stored_reply_events)
+
+
+async def turn_stream(
+    runtime: Runtime,
+    spec: TurnSpec,
+    wire_format: WireFormat[str],
+    stored_items: Callable[[StoredReply], list[str]],
+) -> Stream:
+    """The spec's turn as a stream of the format's items (a repeated request id: its
+    running turn's, or `stored_items` of its committed reply)."""
     served, slot = await serve_chat(runtime, spec, stream=True)
     if isinstance(served, Elsewhere):
-        followed = await runtime.turns.exactly_once.follow(spec, served, CHATKIT)
+        followed = await runtime.turns.exactly_once.follow(spec, served, wire_format)
         if not isinstance(followed, Stored):
             assert slot is not None
             return following(served.conversation_id, followed, slot)
@@ -165,9 +177,9 @@ async def chat_stream(runtime: Runtime, user: str, request: ChatRequest) -> Stre
             slot.release()
         served = followed.reply
     if isinstance(served, StoredReply):
-        return known(served.reply.conversation_id, stored_reply_events(served))
+        return known(served.reply.conversation_id, stored_items(served))
     assert slot is not None
-    return live(served, slot)
+    return live(served, slot, wire_format=wire_format)
 
 
 async def reply_elsewhere(runtime: Runtime, spec: TurnSpec, elsewhere: Elsewhere) -> ChatResponse:
