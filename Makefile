@@ -18,7 +18,13 @@ HAPROXY = $(if $(CHATRELAY_HAPROXY),$(CHATRELAY_HAPROXY),/usr/sbin/haproxy)
 CHROMIUM = $(if $(CHATRELAY_CHROMIUM),$(CHATRELAY_CHROMIUM),/usr/bin/chromium)
 DEBIAN_PACKAGES = $(HAPROXY)=haproxy $(CHROMIUM)=chromium
 
-.PHONY: run test packages browser bench format clean
+.PHONY: run test packages node browser bench format clean
+
+# Node suites (tests/node/<name>/, each with a committed package-lock.json): the real client
+# libraries from npm, installed with `npm ci` when node_modules is missing or older than the
+# lockfile. A new suite (tests/node/ag-ui) needs nothing here but its own lockfile.
+NODE_LOCKS := $(wildcard tests/node/*/package-lock.json)
+NODE_STAMPS := $(NODE_LOCKS:package-lock.json=node_modules/.installed)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,7 +57,13 @@ packages:
 # The old name of the step that installs Chromium (now with the rest).
 browser: packages
 
-test: $(STAMP) packages
+tests/node/%/node_modules/.installed: tests/node/%/package-lock.json
+	cd tests/node/$* && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_STAMPS)
+
+test: $(STAMP) packages node
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
