@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import AppFactory, auth, client_for
 from tests.fakes.models import FaultyModel, SingleModelProvider, connection_error
-from tests.integration.helpers import stored_messages
+from tests.integration.helpers import metric, stored_messages, wait_for_turns
 from tests.integration.test_chatkit_protocol import items, send, user_input
 
 URL = "/ai-sdk/chat"
@@ -227,3 +227,19 @@ async def test_bad_requests_are_clear_4xx(app_factory: AppFactory) -> None:
         if answer.status_code != 204:
             assert answer.json()["detail"], name
     assert "regenerate-message" in answers["regenerate"].json()["detail"]
+
+
+async def test_turns_are_counted_by_format(app_factory: AppFactory) -> None:
+    app = await app_factory()
+    async with client_for(app) as client:
+        parts_of(await client.post(URL, json=body("chat_f", "one"), headers=auth()))
+        envelope = {"thread_id": "chat_f", "input": user_input("two")}
+        assert (await send(client, "threads.add_user_message", envelope)).status_code == 200
+        json_body = {"message": "three", "conversation_id": "chat_f"}
+        assert (await client.post("/api/alice/chat", json=json_body, headers=auth())).is_success
+        await wait_for_turns(app)
+        exposed = (await client.get("/metrics")).text
+    name = "chatrelay_format_turns_total"
+    for edge in ("ai-sdk", "chatkit", "json"):
+        assert metric(app, name, format=edge, outcome="completed") == 1, edge
+        assert f'{name}{{format="{edge}",outcome="completed"}} 1.0' in exposed

@@ -74,6 +74,7 @@ def turn_spec(user_id: str, request: ChatRequest, *, exists: bool, correlation_i
         conversation_id=request.id if exists else None,
         correlation_id=correlation_id,
         request_id=request_id(request),
+        edge="ai-sdk",
     )
     if not exists:
         spec.conversation_id = request.id

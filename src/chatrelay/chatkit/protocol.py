@@ -184,6 +184,7 @@ class ChatKitProtocol:
                     ),
                     offer_stop=True,
                     attachments=tuple(ref_of(row) for row in sent),
+                    edge="chatkit",
                     **options,
                 )
                 if spec.new_conversation and not spec.title:  # attachments, no text
@@ -226,6 +227,7 @@ class ChatKitProtocol:
             started_at=as_utc(retried.created_at),
             offer_stop=True,
             retry=True,
+            edge="chatkit",
             attachments=await self._attachments.refs(user_id, attachment_ids(retried.parts)),
             **options,
         )

@@ -22,6 +22,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.turns_by_format = Counter(
+            "chatrelay_format_turns",
+            "Turns by the protocol that asked for them (json, chatkit, ai-sdk) and how they ended",
+            ["format", "outcome"],
+            registry=self.registry,
+        )
         self.time_to_first_token = Histogram(
             "chatrelay_time_to_first_token_seconds",
             "From the start of a turn to its first text delta",

@@ -95,6 +95,8 @@ class TurnSpec:
     """A tool the client asked the model to use."""
     attachments: tuple[AttachmentRef, ...] = ()
     """Files sent with the message (checked to be the user's and uploaded), for the model."""
+    edge: str = "json"
+    """The protocol the turn was asked for by (`json`, `chatkit`, `ai-sdk`): a metrics label."""
 
     @classmethod
     def for_message(

@@ -313,6 +313,7 @@ class Turn:
         if self._metrics is None:
             return
         self._metrics.turns.labels(ended).inc()
+        self._metrics.turns_by_format.labels(self.spec.edge, ended).inc()
         self._metrics.turn_duration.observe(seconds)
         if outcome.failure not in (None, Failure.STOPPED):
             self._metrics.errors.labels(ended).inc()
