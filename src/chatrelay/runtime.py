@@ -32,8 +32,8 @@ from chatrelay.store import (
     sessionmaker,
     upgrade,
 )
-from chatrelay.tokens import TokenVerifier, open_verifier
 from chatrelay.telemetry import Telemetry
+from chatrelay.tokens import TokenVerifier, open_verifier
 from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
     NO_TRACER,
@@ -190,7 +190,9 @@ async def open_runtime(
         drain = Drain(registry, limits, settings.shutdown_grace_seconds)
         # Last, so it runs first: turns finish while their tools and event mirrors still work.
         stack.push_async_callback(drain.finish)
-        turns = _turn_service(settings, sessions, model, registry, limits, metrics, cluster, telemetry)
+        turns = _turn_service(
+            settings, sessions, model, registry, limits, metrics, cluster, telemetry
+        )
         yield Runtime(
             settings=settings,
             engine=engine,
