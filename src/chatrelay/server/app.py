@@ -100,6 +100,11 @@ def create_app(
     )
     install_error_handlers(app)
     _include_routes(app, settings)
+    _add_middleware(app, settings, telemetry)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, telemetry: Telemetry | None) -> None:
     # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -125,4 +130,3 @@ def create_app(
         app.add_middleware(TracingMiddleware, tracer=telemetry.tracer)
     if settings.transcript_dir is not None:  # outermost: it sees what the client gets
         app.add_middleware(TranscriptMiddleware, directory=settings.transcript_dir)
-    return app
