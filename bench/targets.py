@@ -47,6 +47,8 @@ FLOOR, CHATKIT, RELAY_SQLITE, RELAY_POSTGRES = (
     "chatrelay-sqlite",
     "chatrelay-postgres",
 )
+# chatrelay on SQLite, OpenTelemetry on, exporting to a receiver in the bench (bench/tracing.py).
+RELAY_TRACED = "chatrelay-traced"
 # chatrelay as of `--baseline REF`, beside the working tree's: the "before" of a change.
 BEFORE_SQLITE, BEFORE_POSTGRES = "before-sqlite", "before-postgres"
 LABELS = {
@@ -56,6 +58,7 @@ LABELS = {
     RELAY_SQLITE: "C: chatrelay (SQLite)",
     BEFORE_POSTGRES: "C0: before (Postgres)",
     RELAY_POSTGRES: "C: chatrelay (Postgres)",
+    RELAY_TRACED: "C+T: chatrelay traced",
 }
 # Each "before" server and the server of the working tree it is compared with.
 BEFORE = {BEFORE_SQLITE: RELAY_SQLITE, BEFORE_POSTGRES: RELAY_POSTGRES}
@@ -77,7 +80,11 @@ class Bench:
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
     def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in CHATRELAY_VARS}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in CHATRELAY_VARS and not k.startswith("OTEL_")  # tracing only if asked
+        }
         env["AUTH_SECRET"] = self.secret
         env["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
         env["CHATRELAY_ENV_FILE"] = os.devnull  # no .env, not even the checkout's

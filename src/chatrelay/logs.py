@@ -1,4 +1,5 @@
-"""Structured JSON logs: one object per line, with the request id and the turn's fields."""
+"""Structured JSON logs: one object per line, with the request id, the turn's fields and,
+when OpenTelemetry traces the request or turn, its `trace_id` and `span_id`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 # Set by the request-id middleware for each request; read by every log line and 5xx answer.
 request_id_var: ContextVar[str] = ContextVar("chatrelay_request_id", default="-")
@@ -30,6 +33,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": current_request_id(),
         }
+        # The OpenTelemetry API only: with tracing off no span is ever current (a no-op).
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         entry.update((key, value) for key, value in record.__dict__.items() if key not in _STANDARD)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

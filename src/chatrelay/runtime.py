@@ -32,9 +32,11 @@ from chatrelay.store import (
     sessionmaker,
     upgrade,
 )
+from chatrelay.telemetry import Telemetry
 from chatrelay.tokens import TokenVerifier, open_verifier
 from chatrelay.tools.todo import acting_as, build_todo_server
 from chatrelay.turns import (
+    NO_TRACER,
     InProcessTurnBuffer,
     Metrics,
     TurnConfig,
@@ -157,13 +159,15 @@ async def open_runtime(
     *,
     provider: ModelProvider | None = None,
     database_schema: str | None = None,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; on exit, running turns get `SHUTDOWN_GRACE_SECONDS` to finish (then
     they are stopped and saved) before the tools and the database close (see `Drain`).
 
     The database schema comes first after the token verifier: brought to head (or, with
     `MIGRATE_ON_START=false`, checked to be there) before anything can run a turn; see
-    `_schema_at_start`. `provider` and `database_schema` are seams for tests."""
+    `_schema_at_start`. `provider` and `database_schema` are seams for tests. With
+    `telemetry`, every turn is traced."""
     async with AsyncExitStack() as stack:
         # First: a key set's first fetch (AUTH_JWKS_TIMEOUT_SECONDS at most) holds up nothing.
         verifier = await stack.enter_async_context(open_verifier(settings))
@@ -186,7 +190,9 @@ async def open_runtime(
         drain = Drain(registry, limits, settings.shutdown_grace_seconds)
         # Last, so it runs first: turns finish while their tools and event mirrors still work.
         stack.push_async_callback(drain.finish)
-        turns = _turn_service(settings, sessions, model, registry, limits, metrics, cluster)
+        turns = _turn_service(
+            settings, sessions, model, registry, limits, metrics, cluster, telemetry
+        )
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -214,6 +220,7 @@ def _turn_service(
     limits: UserLimits,
     metrics: Metrics,
     cluster: Cluster | None,
+    telemetry: Telemetry | None,
 ) -> TurnService:
     """The turn core on this runtime's store, with the cluster's seams when there is one."""
     return TurnService(
@@ -226,6 +233,7 @@ def _turn_service(
         metrics=metrics,
         remote=cluster.remote if cluster else None,
         claims=cluster.claims if cluster else None,
+        tracer=telemetry.turns if telemetry is not None else NO_TRACER,
     )
 
 

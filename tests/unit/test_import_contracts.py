@@ -69,6 +69,9 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("chatrelay.attachments.service", "import chatrelay.chatkit", "Layers"),
         ("chatrelay.turns.spec", "import chatrelay.attachments", "Layers"),
         ("chatrelay.attachments.links", "import starlette", "Turn core and attachments"),
+        ("chatrelay.turns.turn", "import opentelemetry.trace", "Only chatrelay.telemetry"),
+        ("chatrelay.server.app", "import opentelemetry.sdk", "Only chatrelay.telemetry"),
+        ("chatrelay.turns.tracing", "import chatrelay.telemetry", "Layers"),
     ],
 )
 def test_a_forbidden_import_breaks_the_suite(

@@ -23,13 +23,20 @@ from agents.mcp import MCPServer
 from agents.result import RunResultStreaming
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
     ResponseFunctionToolCall,
     ResponseOutputItemAddedEvent,
+    ResponseOutputMessage,
     ResponseTextDeltaEvent,
 )
 
 from chatrelay.agents.attachments import ReadAttachment, user_content
+from chatrelay.agents.offline import OFFLINE_MODEL_NAME
 from chatrelay.turns import (
+    ModelCall,
+    ModelCalls,
     ModelEvent,
     ModelRequest,
     ModelUnavailable,
@@ -104,6 +111,69 @@ def _translate(event: object) -> ModelEvent | None:
     return None
 
 
+def _output_messages(response: Response) -> list[dict[str, Any]]:
+    """A model response as the GenAI conventions' output messages (only built when recorded)."""
+    parts: list[dict[str, Any]] = []
+    for item in response.output:
+        if isinstance(item, ResponseOutputMessage):
+            text = "".join(getattr(part, "text", "") for part in item.content)
+            parts.append({"type": "text", "content": text})
+        elif isinstance(item, ResponseFunctionToolCall):
+            arguments = _parse_arguments(item.arguments)
+            parts.append(
+                {"type": "tool_call", "id": item.call_id, "name": item.name, "arguments": arguments}
+            )
+    return [{"role": "assistant", "parts": parts}]
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """A message's content as GenAI parts: its text, and a note of each attached file."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "input_text":
+            parts.append({"type": "text", "content": part.get("text", "")})
+        else:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            parts.append({"type": "blob", "modality": str(kind)})
+    return parts
+
+
+class _CallReporter:
+    """Tells the turn's trace where each model call begins (the response is created) and
+    ends (it is complete, with its usage); a call cut short is ended by the turn's end."""
+
+    def __init__(self, calls: ModelCalls, model: str, items: list[Any]) -> None:
+        self._calls = calls
+        self._model = model
+        self._provider = "chatrelay.offline" if model == OFFLINE_MODEL_NAME else "openai"
+        self._items = items
+        self._open: ModelCall | None = None
+
+    def see(self, event: object) -> None:
+        if not isinstance(event, RawResponsesStreamEvent):
+            return
+        data = event.data
+        if isinstance(data, ResponseCreatedEvent):
+            self._open = self._calls.model_call(self._model, self._provider, self._input)
+        elif isinstance(data, ResponseCompletedEvent) and self._open is not None:
+            response, usage = data.response, data.response.usage
+            self._open.finished(
+                response_model=response.model or None,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+                finish_reason="tool_calls"
+                if any(isinstance(i, ResponseFunctionToolCall) for i in response.output)
+                else "stop",
+                output=lambda: _output_messages(response),
+            )
+            self._open = None
+
+    def _input(self) -> list[dict[str, Any]]:
+        return [{"role": item["role"], "parts": _parts(item["content"])} for item in self._items]
+
+
 class AgentsTurnModel:
     """`chatrelay.turns.TurnModel` on one agent and its run configuration."""
 
@@ -146,15 +216,23 @@ class AgentsTurnModel:
         except OSError as exc:  # the object store is away: worth retrying
             raise ModelUnavailable(f"an attachment could not be read: {exc}") from exc
         items.append({"role": "user", "content": content})
+        config = self.config_for(request)
         result: RunResultStreaming = Runner.run_streamed(
             self.agent,
             items,
             context=TurnContext(request.user_id, request.conversation_id),
-            run_config=self.config_for(request),
+            run_config=config,
             max_turns=self._max_turns,
+        )
+        reporter = (
+            _CallReporter(request.calls, str(config.model), items)
+            if request.calls.recording
+            else None
         )
         try:
             async for event in result.stream_events():
+                if reporter is not None:
+                    reporter.see(event)
                 translated = _translate(event)
                 if translated is not None:
                     yield translated

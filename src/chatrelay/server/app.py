@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,6 +32,7 @@ from chatrelay.server.routes import (
     websocket,
 )
 from chatrelay.server.routes.ui import ui_router
+from chatrelay.telemetry import Telemetry, TracingMiddleware
 from chatrelay.transcripts.middleware import TranscriptMiddleware
 
 logger = logging.getLogger("chatrelay.server")
@@ -74,15 +76,26 @@ def create_app(
     *,
     provider: ModelProvider | None = None,
     database_schema: str | None = None,
+    telemetry: Telemetry | None = None,
 ) -> FastAPI:
-    """Build the ASGI app. `provider` and `database_schema` are seams for tests."""
+    """Build the ASGI app. `provider` and `database_schema` are seams for tests; so is
+    `telemetry` (else OpenTelemetry as the `OTEL_*` variables say: none when unset)."""
     settings = settings or load_settings(find_env_file())
+    if telemetry is None:
+        telemetry = Telemetry.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if telemetry is not None:  # last out: the spans of the drain's turns are exported
+                stack.push_async_callback(asyncio.to_thread, telemetry.shutdown)
             runtime = await stack.enter_async_context(
-                open_runtime(settings, provider=provider, database_schema=database_schema)
+                open_runtime(
+                    settings,
+                    provider=provider,
+                    database_schema=database_schema,
+                    telemetry=telemetry,
+                )
             )
             transport = await stack.enter_async_context(streamable_http(runtime.todo))
             app.state.runtime = runtime
@@ -98,6 +111,11 @@ def create_app(
     )
     install_error_handlers(app)
     _include_routes(app, settings)
+    _add_middleware(app, settings, telemetry)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, telemetry: Telemetry | None) -> None:
     # Added first, so it is inside CORS: a 413 still carries the CORS headers a browser needs.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -119,6 +137,7 @@ def create_app(
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
+    if telemetry is not None:  # outside the request id: its span sees the 500 it answers
+        app.add_middleware(TracingMiddleware, tracer=telemetry.tracer)
     if settings.transcript_dir is not None:  # outermost: it sees what the client gets
         app.add_middleware(TranscriptMiddleware, directory=settings.transcript_dir)
-    return app

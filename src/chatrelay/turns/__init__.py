@@ -57,9 +57,25 @@ from chatrelay.turns.spec import (
     utcnow,
 )
 from chatrelay.turns.store import RequestKey, StoredMessage, StoredReply, TurnStore
+from chatrelay.turns.tracing import (
+    NO_TRACE,
+    NO_TRACER,
+    Messages,
+    ModelCall,
+    ModelCalls,
+    TurnTrace,
+    TurnTracer,
+)
 from chatrelay.turns.turn import Turn
 
 __all__ = [
+    "NO_TRACE",
+    "NO_TRACER",
+    "Messages",
+    "ModelCall",
+    "ModelCalls",
+    "TurnTrace",
+    "TurnTracer",
     "TURN_EVENTS",
     "AssistantFinished",
     "AssistantStarted",

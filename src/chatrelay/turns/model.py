@@ -7,11 +7,12 @@ maps its provider's failures to `ModelUnavailable`; anything else it raises is o
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatrelay.turns.events import ModelEvent
 from chatrelay.turns.spec import AttachmentRef, History, Usage
+from chatrelay.turns.tracing import NO_TRACE, ModelCalls
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ModelRequest:
     tool_choice: str | None = None
     attachments: tuple[AttachmentRef, ...] = ()
     """Files sent with the message: the adapter reads their bytes and hands them over."""
+    calls: ModelCalls = field(default=NO_TRACE, compare=False)
+    """Where the adapter reports each model call (the turn's trace; `NO_TRACE` when off)."""
 
 
 class ModelUnavailable(Exception):

@@ -21,6 +21,7 @@ from chatrelay.turns.registry import TurnRegistry
 from chatrelay.turns.remote import RemoteTurns
 from chatrelay.turns.spec import History, TurnOutcome, TurnSpec, utcnow
 from chatrelay.turns.store import LeaseTerms, TurnStore
+from chatrelay.turns.tracing import NO_TRACER, TurnTracer
 from chatrelay.turns.turn import Turn
 
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class TurnService:
         metrics: Metrics | None = None,
         remote: RemoteTurns | None = None,
         claims: SharedClaims | None = None,
+        tracer: TurnTracer = NO_TRACER,
     ) -> None:
         self.store = store
         self._remote = remote
@@ -60,6 +62,7 @@ class TurnService:
         self._buffer = buffer
         self._config = config
         self._metrics = metrics
+        self._tracer = tracer
 
     def check_model(self, model: str | None) -> None:
         """`Invalid` unless the client may pick `model` (None: the configured one)."""
@@ -95,6 +98,8 @@ class TurnService:
             lease=lease,
             metrics=self._metrics,
             flush_interval=config.flush_interval,
+            # Here, in the caller's task: the turn's span is a child of the request's.
+            trace=self._tracer.turn(spec),
         )
         # Tracked first: named where other instances look before it can publish anything.
         # (Cancelled meanwhile, the turn never starts; the in-process buffer never waits.)

@@ -40,6 +40,7 @@ from chatrelay.turns.metrics import Metrics
 from chatrelay.turns.model import ModelRequest, ModelUnavailable, TurnModel
 from chatrelay.turns.spec import STATUS_BY_FAILURE, Failure, TurnOutcome, TurnSpec, Usage, utcnow
 from chatrelay.turns.store import TurnStore
+from chatrelay.turns.tracing import NO_TRACE, TurnTrace
 
 logger = logging.getLogger("chatrelay.turns")
 
@@ -59,6 +60,7 @@ class Turn:
         lease: Lease | None = None,
         metrics: Metrics | None = None,
         flush_interval: float = 0.0,
+        trace: TurnTrace = NO_TRACE,
     ) -> None:
         self.spec = spec
         self._model = model
@@ -66,6 +68,7 @@ class Turn:
         self._timeout = timeout_seconds
         self._lease = lease
         self._metrics = metrics
+        self._trace = trace
         self._clock_start = time.perf_counter()
         self._log = EventLog(flush_interval)
         self._text: list[str] = []
@@ -152,6 +155,7 @@ class Turn:
                     spec.user_message_id, spec.user_text, spec.user_parts, spec.started_at
                 )
             )
+        self._trace.started()
         failure: Failure | None = self._cancelled_for  # a stop that came before we started
         keeper = asyncio.create_task(self._lease.keep()) if self._lease else None
         try:
@@ -189,6 +193,7 @@ class Turn:
             model=spec.model,
             tool_choice=spec.tool_choice,
             attachments=spec.attachments,
+            calls=self._trace,
         )
         # aclosing: however this loop ends, the run is over (and its usage read) now, not
         # when the suspended generator is garbage-collected.
@@ -209,6 +214,7 @@ class Turn:
             case ToolCallArguments(call_id=call_id, tool_name=name, arguments=arguments):
                 self._tool_started(call_id, name)  # a provider may skip the early signal
                 self._calls[call_id]["parameters"] = arguments
+                self._trace.tool_started(call_id, name, arguments)
                 self._log.publish(event)
                 if self._metrics is not None:
                     self._metrics.tool_calls.labels(name).inc()
@@ -216,6 +222,7 @@ class Turn:
                 record = self._calls.get(call_id)
                 if record is not None:
                     record["result"] = result
+                    self._trace.tool_finished(call_id, result)
                     self._log.publish(event)
 
     def _tool_started(self, call_id: str, name: str, event: ToolCallStarted | None = None) -> None:
@@ -263,7 +270,9 @@ class Turn:
         try:
             if failure is None or has_output:
                 terms = self._lease.terms if self._lease else None
+                self._trace.commit_started()
                 outcome.committed = await commit_with_retries(self._store, spec, outcome, terms)
+                self._trace.commit_ended(outcome.committed)
                 if not outcome.committed:
                     outcome.failure = Failure.STORAGE
             if self._lease is not None and not outcome.committed:
@@ -275,6 +284,7 @@ class Turn:
             self._log.publish(TurnEnded(outcome))
             self._log.close()
             self.outcome.set_result(outcome)
+            self._trace.ended(outcome)
             self._record(outcome)
 
     def _announce(self, outcome: TurnOutcome) -> None:
