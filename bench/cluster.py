@@ -145,12 +145,7 @@ def interleaved(
             raise stream_throughput.BenchError(f"events per reply differ: {counts}")
         for target in targets:
             target.stream()  # one more warm-up each
-        trials = []
-        for index in range(params.trials):
-            for target in targets:
-                trials.append(target.trial(index, params.requests))
-                print(".", end="", flush=True)
-        print()
+        trials = stream_throughput.interleaved_trials(targets, params.trials, params.requests)
     finally:
         for target in targets:
             target.client.close()

@@ -19,12 +19,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -271,6 +271,22 @@ def _rows(summary: dict[str, dict[str, Any]], events: dict[str, int]) -> list[Ro
     return rows
 
 
+class Trialled(Protocol):
+    def trial(self, index: int, requests: int) -> Trial: ...
+
+
+def interleaved_trials(targets: Sequence[Trialled], trials: int, requests: int) -> list[Trial]:
+    """`trials` rounds of one trial per target, in order (A, B, ..., A, B, ...): drift of
+    the machine spreads evenly over the servers."""
+    done: list[Trial] = []
+    for index in range(trials):
+        for target in targets:
+            done.append(target.trial(index, requests))
+            print(".", end="", flush=True)
+    print()
+    return done
+
+
 def measure(
     bench: Bench, servers: dict[str, Server], *, quick: bool, params: Params | None = None
 ) -> Section:
@@ -282,12 +298,7 @@ def measure(
         check_parity({target.name: target.sample() for target in targets})
         for target in targets:  # one more warm-up request each
             target.stream()
-        trials: list[Trial] = []
-        for index in range(params.trials):
-            for target in targets:
-                trials.append(target.trial(index, params.requests))
-                print(".", end="", flush=True)
-        print()
+        trials = interleaved_trials(targets, params.trials, params.requests)
     finally:
         for target in targets:
             target.client.close()

@@ -30,9 +30,9 @@ from bench.stream_throughput import (
     Params,
     StreamResult,
     Target,
-    Trial,
     _rows,
     chatkit_input,
+    interleaved_trials,
     make_message,
     summarise,
 )
@@ -90,12 +90,7 @@ def measure(bench: Bench, server: Any, params: Params) -> Section:
     targets = [FormatTarget(CHATKIT, base), FormatTarget(AI_SDK, base)]
     for target in targets:  # warm-up, and each format's event count
         target.stream()
-    trials: list[Trial] = []
-    for index in range(params.trials):
-        for target in targets:
-            trials.append(target.trial(index, params.requests))
-            print(".", end="", flush=True)
-    print()
+    trials = interleaved_trials(targets, params.trials, params.requests)
     base.client.close()
     events = {target.name: target.expected_events for target in targets}
     summary = summarise(trials)
